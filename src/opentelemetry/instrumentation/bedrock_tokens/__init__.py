@@ -1,0 +1,90 @@
+"""OpenTelemetry instrumentation for Amazon Bedrock Runtime with exact token counts.
+
+Zero code: ``opentelemetry-instrument python app.py`` loads it through the
+``opentelemetry_instrumentor`` entry point ``bedrock_tokens``. Manual::
+
+    from opentelemetry.instrumentation.bedrock_tokens import BedrockTokensInstrumentor
+
+    BedrockTokensInstrumentor().instrument(tracer_provider=tp, meter_provider=mp)
+
+Options to ``instrument()`` mirror the ``OTEL_INSTRUMENTATION_BEDROCK_TOKENS_*`` environment
+variables (see ``config``). How a call flows through the code: ARCHITECTURE.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Collection
+
+import wrapt
+from botocore.client import BaseClient
+from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+    BaseInstrumentor,
+)
+
+from . import coexist, patch, streams
+from .config import load_settings
+from .package import _instruments
+from .telemetry import Telemetry
+from .version import __version__
+
+__all__ = ["BedrockTokensInstrumentor", "__version__"]
+
+_logger = logging.getLogger(__name__)
+
+
+def _ours_in_chain() -> bool:
+    attr = BaseClient.__dict__.get("_make_api_call")
+    while attr is not None:
+        if getattr(attr, "_self_wrapper", None) is patch.make_api_call_wrapper:
+            return True
+        attr = getattr(attr, "__wrapped__", None)
+    return False
+
+
+def _should_step_aside(operation: str) -> bool:
+    handler = patch.active
+    return handler is not None and handler.settings.replace_contrib and (
+        operation in patch.OPERATIONS
+    )
+
+
+class BedrockTokensInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Traces bedrock-runtime calls made through botocore, with exact token counts."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _instruments
+
+    def _instrument(self, **kwargs: Any) -> None:
+        settings = load_settings(kwargs)
+        telemetry = Telemetry(kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
+        precounter = None
+        if settings.precount != "off":
+            from .precount import make_precounter
+
+            precounter = make_precounter(settings, telemetry)
+        patch.active = patch.Handler(
+            settings,
+            telemetry,
+            precounter,
+            on_first_call=lambda: coexist.warn_conflicts_once(settings.replace_contrib),
+        )
+        if not _ours_in_chain():
+            wrapt.wrap_function_wrapper(BaseClient, "_make_api_call", patch.make_api_call_wrapper)
+        if settings.replace_contrib:
+            coexist.step_aside_contrib(_should_step_aside)
+        coexist.warn_conflicts_once(settings.replace_contrib)
+        streams.register_exit_handler()
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        handler = patch.active
+        patch.active = None  # from here on the wrapper is a pass-through wherever it sits
+        if handler is not None and handler.precounter is not None:
+            shutdown = getattr(handler.precounter, "shutdown", None)
+            if callable(shutdown):
+                shutdown()
+        coexist.restore_contrib()
+        current = BaseClient.__dict__.get("_make_api_call")
+        if getattr(current, "_self_wrapper", None) is patch.make_api_call_wrapper:
+            BaseClient._make_api_call = current.__wrapped__
+        # else another package wrapped on top of us: leave its wrapper (and our now inert one)

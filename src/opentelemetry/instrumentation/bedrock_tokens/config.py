@@ -1,0 +1,171 @@
+"""Settings, read once at ``instrument()`` time from keyword options and environment variables.
+
+Every setting has one environment variable (``OTEL_INSTRUMENTATION_BEDROCK_TOKENS_*``) and one
+``instrument()`` keyword of the same name in lower case without the prefix; the keyword wins.
+An invalid value never raises: it produces one warning naming the variable and the default
+that is used instead. The README's settings table is the user-facing copy of ``SETTINGS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional
+
+_logger = logging.getLogger(__name__)
+
+PREFIX = "OTEL_INSTRUMENTATION_BEDROCK_TOKENS_"
+CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+
+PRECOUNT_MODES = ("off", "blocking", "background")
+
+# A hook that sees the pre-count before an invocation is sent; raising vetoes the call.
+PrecountHook = Callable[[str, str, int], None]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration. Immutable: a new one is built by each ``instrument()``."""
+
+    capture_content: bool = False
+    content_max_length: int = 16384
+    parse_response_body: bool = True
+    emit_legacy_system: bool = False
+    replace_contrib: bool = True
+    precount: str = "off"
+    precount_sample_ratio: float = 1.0
+    precount_timeout: float = 0.25
+    precount_workers: int = 2
+    precount_queue_size: int = 64
+    precount_hook: Optional[PrecountHook] = None
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str  # field name and instrument() keyword
+    parse: Callable[[str], Any]  # raises ValueError on a bad value
+    doc: str
+
+    @property
+    def env(self) -> str:
+        return PREFIX + self.name.upper()
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+def _ratio(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(raw)
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0.0 or value != value:  # rejects 0, negatives and NaN
+        raise ValueError(raw)
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError(raw)
+    return value
+
+
+def _mode(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in PRECOUNT_MODES:
+        raise ValueError(raw)
+    return value
+
+
+SETTINGS: tuple[_Spec, ...] = (
+    _Spec("content_max_length", _positive_int,
+          "Longest captured content attribute, in characters (content capture only)."),
+    _Spec("parse_response_body", _bool,
+          "Read the InvokeModel response body for finish reasons and response id. With false, "
+          "the body is untouched whenever the token headers carry the counts."),
+    _Spec("emit_legacy_system", _bool,
+          "Also emit the deprecated gen_ai.system attribute for pre-1.37 consumers."),
+    _Spec("replace_contrib", _bool,
+          "Make the contrib botocore instrumentation step aside for the Bedrock operations this "
+          "package traces, so each call has one GenAI span and one set of metrics."),
+    _Spec("precount", _mode,
+          "Pre-count input tokens with CountTokens: off | blocking | background."),
+    _Spec("precount_sample_ratio", _ratio, "Fraction of calls to pre-count, 0 to 1."),
+    _Spec("precount_timeout", _positive_float,
+          "Blocking mode: the most a call is delayed by its pre-count, in seconds."),
+    _Spec("precount_workers", _positive_int, "Background mode: worker threads."),
+    _Spec("precount_queue_size", _positive_int,
+          "Background mode: pending pre-counts before new ones are dropped."),
+)
+
+_DEFAULTS = Settings()
+
+
+def _parse_capture_content(raw: Optional[str]) -> bool:
+    """Accept both grammars in the field: ``true``/``false`` and the util-genai enum."""
+    if raw is None or raw.strip() == "":
+        return False
+    value = raw.strip().upper()
+    if value in ("TRUE", "SPAN_ONLY", "SPAN_AND_EVENT"):
+        return True
+    if value in ("FALSE", "NO_CONTENT", "EVENT_ONLY"):
+        return False
+    _logger.warning(
+        "Invalid value %r for %s; using the default NO_CONTENT (no content captured).",
+        raw, CAPTURE_CONTENT_ENV,
+    )
+    return False
+
+
+def load_settings(
+    options: Mapping[str, Any], environ: Optional[Mapping[str, str]] = None
+) -> Settings:
+    """Build the effective settings from ``instrument()`` keywords, then the environment."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for spec in SETTINGS:
+        default = getattr(_DEFAULTS, spec.name)
+        if spec.name in options and options[spec.name] is not None:
+            given = options[spec.name]
+            source = f"instrument({spec.name}=...)"
+            raw = str(given).lower() if isinstance(given, bool) else str(given)
+        elif spec.env in env:
+            source = spec.env
+            raw = env[spec.env]
+        else:
+            continue
+        try:
+            values[spec.name] = spec.parse(raw)
+        except (ValueError, TypeError):
+            _logger.warning(
+                "Invalid value %r for %s; using the default %r.", raw, source, default
+            )
+    capture = options.get("capture_content")
+    if capture is None:
+        values["capture_content"] = _parse_capture_content(env.get(CAPTURE_CONTENT_ENV))
+    else:
+        values["capture_content"] = bool(capture)
+    hook = options.get("precount_hook")
+    if hook is not None:
+        if callable(hook):
+            values["precount_hook"] = hook
+        else:
+            _logger.warning("instrument(precount_hook=...) is not callable; ignoring it.")
+    return Settings(**values)
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(variable, default, description) rows, for ``doctor`` and the README."""
+    return [(spec.env, repr(getattr(_DEFAULTS, spec.name)), spec.doc) for spec in SETTINGS]

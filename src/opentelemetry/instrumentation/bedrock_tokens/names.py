@@ -1,0 +1,110 @@
+"""Every attribute name, metric name, unit and bucket set this instrumentation emits.
+
+The GenAI names are the released v1.41 semantic conventions. They are spelled out as plain
+strings rather than imported from ``opentelemetry.semconv._incubating``: those modules are
+private, change between releases, and calling their enums raises ``DeprecationWarning`` on
+newer builds. Keeping the names here means one file to change when the conventions move.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- GenAI span attributes (semconv v1.41) -------------------------------------------------
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_SYSTEM: Final = "gen_ai.system"  # deprecated name, emitted only on opt-in
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
+GEN_AI_REQUEST_TOP_P: Final = "gen_ai.request.top_p"
+GEN_AI_REQUEST_TOP_K: Final = "gen_ai.request.top_k"
+GEN_AI_REQUEST_STOP_SEQUENCES: Final = "gen_ai.request.stop_sequences"
+GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
+ERROR_TYPE: Final = "error.type"
+ERROR_TYPE_OTHER: Final = "_OTHER"
+
+# --- AWS / Bedrock attributes ----------------------------------------------------------------
+AWS_REQUEST_ID: Final = "aws.request_id"
+AWS_BEDROCK_GUARDRAIL_ID: Final = "aws.bedrock.guardrail.id"
+
+# Project-owned attributes (no convention exists for these; see ARCHITECTURE.md).
+# Where the counts on the span came from: headers | body | converse | invocation_metrics |
+# stream_body | stream_metadata. Lets a user see that a count is exact and from where.
+AWS_BEDROCK_USAGE_SOURCE: Final = "aws.bedrock.usage.source"
+# Bedrock's own input count, which excludes cached tokens (gen_ai.usage.input_tokens includes them).
+AWS_BEDROCK_USAGE_UNCACHED_INPUT_TOKENS: Final = "aws.bedrock.usage.uncached_input_tokens"
+# Server-reported latencies, milliseconds.
+AWS_BEDROCK_INVOCATION_LATENCY: Final = "aws.bedrock.response.invocation_latency_ms"
+AWS_BEDROCK_FIRST_BYTE_LATENCY: Final = "aws.bedrock.response.first_byte_latency_ms"
+AWS_BEDROCK_CONVERSE_LATENCY: Final = "aws.bedrock.response.latency_ms"
+# How a streamed response ended: completed | error | closed | abandoned.
+AWS_BEDROCK_STREAM_OUTCOME: Final = "aws.bedrock.stream.outcome"
+STREAM_COMPLETED: Final = "completed"
+STREAM_ERROR: Final = "error"
+STREAM_CLOSED: Final = "closed"
+STREAM_ABANDONED: Final = "abandoned"
+# CountTokens result: on the count span, and on the invocation span as the pre-count estimate.
+AWS_BEDROCK_COUNT_TOKENS_INPUT_TOKENS: Final = "aws.bedrock.count_tokens.input_tokens"
+# actual input tokens minus the pre-count estimate, on the invocation span
+AWS_BEDROCK_COUNT_TOKENS_DRIFT: Final = "aws.bedrock.count_tokens.drift"
+# Link attribute saying what a link between a count span and an invocation span means.
+AWS_BEDROCK_LINK_RELATION: Final = "aws.bedrock.link.relation"
+LINK_RELATION_PRECOUNT: Final = "precount"  # on the invocation span: link to its count span
+LINK_RELATION_PRECOUNTED: Final = "precounted_invocation"  # on the count span: link back
+
+# --- Values ------------------------------------------------------------------------------------
+PROVIDER_AWS_BEDROCK: Final = "aws.bedrock"
+OP_CHAT: Final = "chat"
+OP_TEXT_COMPLETION: Final = "text_completion"
+OP_EMBEDDINGS: Final = "embeddings"
+# No convention exists for token counting; "count_tokens" follows the placeholder precedent.
+OP_COUNT_TOKENS: Final = "count_tokens"
+TOKEN_TYPE_INPUT: Final = "input"
+TOKEN_TYPE_OUTPUT: Final = "output"
+
+# --- Metrics -----------------------------------------------------------------------------------
+METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
+METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
+METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"
+METRIC_COUNT_TOKENS_DRIFT: Final = "aws.bedrock.count_tokens.drift"
+METRIC_PRECOUNT_DROPPED: Final = "aws.bedrock.count_tokens.dropped"
+
+UNIT_TOKEN: Final = "{token}"
+UNIT_SECONDS: Final = "s"
+UNIT_PRECOUNT: Final = "{count}"
+
+TOKEN_BUCKETS: Final = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)
+DURATION_BUCKETS: Final = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)
+# Drift can be negative; symmetric buckets around zero.
+DRIFT_BUCKETS: Final = (
+    -1024, -256, -64, -16, -4, -1, 0, 1, 4, 16, 64, 256, 1024,
+)
+
+# --- Response headers botocore exposes (lower-cased) ------------------------------------------
+H_INPUT_TOKENS: Final = "x-amzn-bedrock-input-token-count"
+H_OUTPUT_TOKENS: Final = "x-amzn-bedrock-output-token-count"
+H_CACHE_READ: Final = "x-amzn-bedrock-cache-read-input-token-count"
+H_CACHE_WRITE: Final = "x-amzn-bedrock-cache-write-input-token-count"
+H_INVOCATION_LATENCY: Final = "x-amzn-bedrock-invocation-latency"
+
+INVOCATION_METRICS_KEY: Final = "amazon-bedrock-invocationMetrics"

@@ -1,0 +1,431 @@
+"""The ``BaseClient._make_api_call`` wrapper and the table of operations it traces.
+
+One wrapt wrapper on botocore's ``BaseClient._make_api_call`` covers every client, created
+before or after ``instrument()``. For any other service it costs one attribute lookup and one
+string compare. For a Bedrock Runtime operation in ``OPERATIONS`` the call flows:
+
+    describe the request (model id, operation name, request attributes)   before the call
+    [blocking pre-count]                                                   precount.py
+    start the span (sampling-relevant attributes, links), make it current
+    call botocore                  -> exception: record.end(error=...) and re-raise unchanged
+    read the counts from the result:
+        InvokeModel        headers, then the body when needed          usage.py, families.py
+        Converse           usage / metrics
+        CountTokens        inputTokens, on its own attribute (never usage)
+        streams            wrap the EventStream; it ends the record later    streams.py
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Protocol
+from urllib.parse import urlsplit
+
+from botocore.response import StreamingBody
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.trace import Link, SpanKind
+
+from opentelemetry import context, trace
+
+from . import content, families, names
+from .config import Settings
+from .models import UNKNOWN, ModelInfo, parse_model_id
+from .record import CallRecord
+from .streams import wrap_stream
+from .telemetry import Telemetry
+from .usage import Usage, from_converse, from_headers, merge, to_count
+
+_logger = logging.getLogger(__name__)
+
+SERVICE = "bedrock-runtime"
+_MAX_PARSED_REQUEST = 256 * 1024  # larger InvokeModel bodies are not parsed for attributes
+
+# Set in the context by our own internal calls (pre-count) so the wrapper lets them through.
+INTERNAL_CALL_KEY = context.create_key("bedrock-tokens-internal-call")
+
+
+class OpSpec(NamedTuple):
+    kind: str  # invoke | converse | count
+    stream_key: Optional[str]  # where botocore puts the EventStream, for streamed operations
+
+
+OPERATIONS: dict[str, OpSpec] = {
+    "InvokeModel": OpSpec("invoke", None),
+    "InvokeModelWithResponseStream": OpSpec("invoke", "body"),
+    "Converse": OpSpec("converse", None),
+    "ConverseStream": OpSpec("converse", "stream"),
+    "CountTokens": OpSpec("count", None),
+}
+
+
+class Request(NamedTuple):
+    """What the wrapper knows of a call before sending it."""
+
+    operation_name: str  # botocore's, e.g. "InvokeModel"
+    spec: OpSpec
+    model: str
+    info: ModelInfo
+    family: str
+    operation: str  # gen_ai.operation.name
+    body: Any  # parsed InvokeModel body or the Converse params; None if unparsed
+    attributes: dict[str, Any]
+    address: Optional[str]
+    port: Optional[int]
+
+
+class Estimate(NamedTuple):
+    """A pre-count's result, as the invocation span needs it."""
+
+    tokens: Optional[int]
+    span_context: Optional[trace.SpanContext]
+
+
+class Precounter(Protocol):
+    def before(
+        self, client: Any, request: Request, params: Mapping[str, Any]
+    ) -> Optional[Estimate]:
+        """Blocking mode: count (within the budget) and run the user's hook; may raise."""
+
+    def after_start(
+        self, client: Any, request: Request, params: Mapping[str, Any], record: CallRecord
+    ) -> None:
+        """Background mode: submit a count linked to the started invocation span."""
+
+
+_endpoints: dict[str, tuple[Optional[str], Optional[int]]] = {}
+
+
+def _server(client: Any) -> tuple[Optional[str], Optional[int]]:
+    try:
+        url = client.meta.endpoint_url
+    except AttributeError:
+        return None, None
+    found = _endpoints.get(url)
+    if found is None:
+        try:
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            found = (parts.hostname, port)
+        except ValueError:
+            found = (None, None)
+        if len(_endpoints) < 256:
+            _endpoints[url] = found
+    return found
+
+
+def _parse_request_body(body: Any) -> Any:
+    """The InvokeModel request body as JSON, without ever consuming a file-like body."""
+    if isinstance(body, (bytes, bytearray, str)) and len(body) <= _MAX_PARSED_REQUEST:
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return None
+
+
+def _guardrail(spec: OpSpec, params: Mapping[str, Any]) -> Any:
+    if spec.kind == "invoke":
+        return params.get("guardrailIdentifier")
+    config = params.get("guardrailConfig")
+    return config.get("guardrailIdentifier") if isinstance(config, Mapping) else None
+
+
+class _RaisingRaw:
+    """Raw stream for a body whose read failed inside the instrumentation: the user's first
+    read raises the very exception the uninstrumented read would have raised."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self._exc = exc
+
+    def read(self, *args: Any, **kwargs: Any) -> bytes:
+        raise self._exc
+
+    def close(self) -> None:
+        return None
+
+
+class Handler:
+    """The active instrumentation: settings, telemetry and pre-counter of one instrument()."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        telemetry: Telemetry,
+        precounter: Optional[Precounter],
+        on_first_call: Optional[Callable[[], None]] = None,
+    ) -> None:
+        self.settings = settings
+        self.telemetry = telemetry
+        self.precounter = precounter
+        self._content_limit = settings.content_max_length if settings.capture_content else None
+        # Run once, at the first traced call: by then every instrumentor has been loaded.
+        self._on_first_call = on_first_call
+
+    # -- the call ------------------------------------------------------------------------------
+    def call(self, wrapped: Any, client: Any, args: Any, kwargs: Any) -> Any:
+        if len(args) >= 2:
+            operation_name, params = args[0], args[1]
+        else:
+            operation_name = args[0] if args else kwargs.get("operation_name")
+            params = kwargs.get("api_params")
+        spec = OPERATIONS.get(operation_name)
+        if (
+            spec is None
+            or not isinstance(params, Mapping)
+            or context.get_value(INTERNAL_CALL_KEY)
+            or not is_instrumentation_enabled()
+        ):
+            return wrapped(*args, **kwargs)
+        if self._on_first_call is not None:
+            first, self._on_first_call = self._on_first_call, None
+            try:
+                first()
+            except Exception:
+                _logger.debug("bedrock-tokens: first-call check failed", exc_info=True)
+        try:
+            request = self.describe(operation_name, spec, client, params)
+        except Exception:
+            _logger.debug("bedrock-tokens: could not describe a request", exc_info=True)
+            return wrapped(*args, **kwargs)
+
+        precounter = self.precounter if spec.kind != "count" else None
+        estimate = None
+        if precounter is not None:
+            # The user's budget hook may raise here, by design: the call is then not sent.
+            estimate = precounter.before(client, request, params)
+
+        try:
+            record = self._start(request, estimate)
+        except Exception:
+            _logger.debug("bedrock-tokens: could not start a span", exc_info=True)
+            return wrapped(*args, **kwargs)
+        if precounter is not None:
+            try:
+                precounter.after_start(client, request, params, record)
+            except Exception:
+                _logger.debug("bedrock-tokens: background pre-count failed", exc_info=True)
+
+        token = context.attach(trace.set_span_in_context(record.span))
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            context.detach(token)
+            record.end(error=exc)
+            raise
+        context.detach(token)
+        try:
+            self._finish(request, record, result)
+        except Exception:
+            _logger.debug("bedrock-tokens: could not read a response", exc_info=True)
+            record.end()
+        return result
+
+    def describe(
+        self, operation_name: str, spec: OpSpec, client: Any, params: Mapping[str, Any]
+    ) -> Request:
+        model_id = params.get("modelId")
+        model = model_id if isinstance(model_id, str) else ""
+        info = parse_model_id(model)
+        family = info.family
+        attrs: dict[str, Any] = {}
+        body: Any = None
+        if spec.kind == "invoke":
+            raw = params.get("body")
+            body = _parse_request_body(raw)
+            if family == UNKNOWN:
+                family = families.sniff_family(body)
+            if body is None and isinstance(raw, (bytes, bytearray)):
+                is_chat = b'"messages"' in raw  # too large to parse: the one fact we need
+                operation = names.OP_CHAT if is_chat else families.invoke_operation_name(
+                    None, info.is_embedding, family
+                )
+            else:
+                operation = families.invoke_operation_name(body, info.is_embedding, family)
+            attrs.update(families.request_attributes(body))
+        elif spec.kind == "converse":
+            body = params
+            operation = names.OP_CHAT
+            attrs.update(families.request_attributes(params))
+        else:
+            operation = names.OP_COUNT_TOKENS
+        guardrail = _guardrail(spec, params)
+        if isinstance(guardrail, str) and guardrail:
+            attrs[names.AWS_BEDROCK_GUARDRAIL_ID] = guardrail
+        if self._content_limit is not None and spec.kind != "count":
+            attrs.update(content.input_attributes(body, self._content_limit))
+        address, port = _server(client)
+        return Request(
+            operation_name, spec, model, info, family, operation, body, attrs, address, port
+        )
+
+    def _start(self, request: Request, estimate: Optional[Estimate]) -> CallRecord:
+        tel = self.telemetry
+        attrs: dict[str, Any] = {
+            names.GEN_AI_OPERATION_NAME: request.operation,
+            names.GEN_AI_PROVIDER_NAME: names.PROVIDER_AWS_BEDROCK,
+        }
+        if request.model:
+            attrs[names.GEN_AI_REQUEST_MODEL] = request.model
+        if request.address is not None:
+            attrs[names.SERVER_ADDRESS] = request.address
+            if request.port is not None:
+                attrs[names.SERVER_PORT] = request.port
+        if request.spec.stream_key is not None:
+            attrs[names.GEN_AI_REQUEST_STREAM] = True
+        if self.settings.emit_legacy_system:
+            attrs[names.GEN_AI_SYSTEM] = names.PROVIDER_AWS_BEDROCK
+        attrs.update(request.attributes)
+        links = None
+        if estimate is not None:
+            if estimate.tokens is not None:
+                attrs[names.AWS_BEDROCK_COUNT_TOKENS_INPUT_TOKENS] = estimate.tokens
+            if estimate.span_context is not None:
+                links = [Link(estimate.span_context, {
+                    names.AWS_BEDROCK_LINK_RELATION: names.LINK_RELATION_PRECOUNT,
+                })]
+        name = f"{request.operation} {request.model}" if request.model else request.operation
+        span = tel.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs, links=links)
+        record = CallRecord(
+            tel,
+            span,
+            time.perf_counter(),
+            tel.metric_attributes(request.operation, request.model, request.address, request.port),
+            request.spec.stream_key is not None,
+        )
+        if estimate is not None:
+            record.estimate = estimate.tokens
+        return record
+
+    # -- results -------------------------------------------------------------------------------
+    def _finish(self, request: Request, record: CallRecord, result: Any) -> None:
+        if not isinstance(result, dict):
+            record.end()
+            return
+        attrs: dict[str, Any] = {}
+        meta = result.get("ResponseMetadata")
+        headers: Mapping[str, Any] = {}
+        if isinstance(meta, Mapping):
+            request_id = meta.get("RequestId")
+            if isinstance(request_id, str) and request_id:
+                attrs[names.AWS_REQUEST_ID] = request_id
+            found = meta.get("HTTPHeaders")
+            if isinstance(found, Mapping):
+                headers = found
+        spec = request.spec
+        if spec.stream_key is not None:
+            record.span.set_attributes(attrs)
+            if not wrap_stream(
+                result, spec.stream_key, record, spec.kind, request.family, self._content_limit
+            ):
+                record.end()
+            return
+        if spec.kind == "invoke":
+            usage = self._invoke_result(request, result, headers, attrs)
+        elif spec.kind == "converse":
+            usage = self._converse_result(result, attrs)
+        else:
+            usage = None
+            count = to_count(result.get("inputTokens"))
+            if count is not None:
+                attrs[names.AWS_BEDROCK_COUNT_TOKENS_INPUT_TOKENS] = count
+        record.end(usage, attrs)
+
+    def _invoke_result(
+        self,
+        request: Request,
+        result: dict[str, Any],
+        headers: Mapping[str, Any],
+        attrs: dict[str, Any],
+    ) -> Optional[Usage]:
+        usage = from_headers(headers)
+        latency = to_count(headers.get(names.H_INVOCATION_LATENCY))
+        if latency is not None:
+            attrs[names.AWS_BEDROCK_INVOCATION_LATENCY] = latency
+        fields = families.FAMILIES.get(request.family, families.FAMILIES[UNKNOWN]).body
+        complete = (
+            usage is not None
+            and usage.input is not None
+            and (usage.output is not None or request.operation == names.OP_EMBEDDINGS)
+        )
+        wants_body = self._content_limit is not None or (
+            self.settings.parse_response_body
+            and bool(fields.finish or fields.response_id or fields.response_model)
+        )
+        if complete and not wants_body:
+            return usage  # the body is left untouched
+        data = _take_body(result)
+        if data is None:
+            return usage
+        try:
+            parsed = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            return usage
+        info = families.extract_body(request.family, parsed)
+        if info.finish_reasons:
+            attrs[names.GEN_AI_RESPONSE_FINISH_REASONS] = info.finish_reasons
+        if info.response_id:
+            attrs[names.GEN_AI_RESPONSE_ID] = info.response_id
+        if info.response_model:
+            attrs[names.GEN_AI_RESPONSE_MODEL] = info.response_model
+        if self._content_limit is not None:
+            attrs.update(content.output_attributes(
+                content.reply_text(parsed), info.finish_reasons, self._content_limit
+            ))
+        return merge(usage, info.usage)
+
+    def _converse_result(self, result: dict[str, Any], attrs: dict[str, Any]) -> Optional[Usage]:
+        stop = result.get("stopReason")
+        finish = (stop,) if isinstance(stop, str) and stop else None
+        if finish:
+            attrs[names.GEN_AI_RESPONSE_FINISH_REASONS] = finish
+        metrics = result.get("metrics")
+        if isinstance(metrics, Mapping):
+            latency = to_count(metrics.get("latencyMs"))
+            if latency is not None:
+                attrs[names.AWS_BEDROCK_CONVERSE_LATENCY] = latency
+        if self._content_limit is not None:
+            attrs.update(content.output_attributes(
+                content.reply_text(result), finish, self._content_limit
+            ))
+        return from_converse(result.get("usage"))
+
+
+def _take_body(result: dict[str, Any]) -> Optional[bytes]:
+    """Read the InvokeModel body and put back an equivalent one holding the same bytes."""
+    body = result.get("body")
+    if body is None or not hasattr(body, "read"):
+        return None
+    try:
+        data = body.read()
+    except Exception as exc:
+        result["body"] = StreamingBody(_RaisingRaw(exc), None)
+        return None
+    if not isinstance(data, bytes):
+        return None
+    result["body"] = StreamingBody(io.BytesIO(data), len(data))
+    return data
+
+
+# -- the wrapper ------------------------------------------------------------------------------
+# The active handler. None makes the wrapper a pass-through: that is what uninstrument() leaves
+# behind when another package has wrapped _make_api_call on top of us and we cannot unwrap.
+active: Optional[Handler] = None
+
+
+def make_api_call_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    handler = active
+    if handler is None:
+        return wrapped(*args, **kwargs)
+    try:
+        service = instance._service_model.service_name
+    except AttributeError:
+        return wrapped(*args, **kwargs)
+    if service != SERVICE:
+        return wrapped(*args, **kwargs)
+    return handler.call(wrapped, instance, args, kwargs)
+
+
+make_api_call_wrapper._bedrock_tokens = True  # type: ignore[attr-defined]
