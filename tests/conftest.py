@@ -1,0 +1,41 @@
+"""Fixtures shared by the instrumentation tests.
+
+The emulator, the boto3 client bound to it and the in-memory telemetry come from the
+package's own pytest plugin (``bedrock_emulator``, ``bedrock_client``, ``bedrock_telemetry``),
+which is what users get too. Here: instrumenting with those providers (never the global
+ones) and reading back what was exported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import pytest
+
+from opentelemetry.instrumentation.bedrock_tokens import BedrockTokensInstrumentor
+
+
+@pytest.fixture
+def instrument(bedrock_telemetry: Any) -> Iterator[Callable[..., BedrockTokensInstrumentor]]:
+    """Call to instrument with the test's providers and options; uninstrumented afterwards."""
+    instrumentor = BedrockTokensInstrumentor()
+
+    def _instrument(**options: Any) -> BedrockTokensInstrumentor:
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()
+        instrumentor.instrument(
+            tracer_provider=bedrock_telemetry.tracer_provider,
+            meter_provider=bedrock_telemetry.meter_provider,
+            **options,
+        )
+        return instrumentor
+
+    yield _instrument
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+
+
+@pytest.fixture
+def instrumented(instrument: Callable[..., BedrockTokensInstrumentor]) -> BedrockTokensInstrumentor:
+    return instrument()
