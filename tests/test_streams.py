@@ -333,3 +333,49 @@ def test_long_stream_memory_stays_flat(
     assert ours == plain
     assert ours[0] >= n
     assert ours_peak - plain_peak < 256 * 1024, (plain_peak, ours_peak)
+
+
+EXIT_APP = """
+import json, sys
+import boto3
+from botocore.config import Config
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.instrumentation.bedrock_tokens import BedrockTokensInstrumentor
+from opentelemetry.instrumentation.bedrock_tokens.emulator import BedrockEmulator
+
+class Print(SpanExporter):
+    def export(self, spans):
+        for span in spans:
+            print(json.dumps({"name": span.name, "attributes": dict(span.attributes)}), flush=True)
+        return SpanExportResult.SUCCESS
+
+provider = TracerProvider()  # registers its shutdown with atexit before instrument() does
+provider.add_span_processor(SimpleSpanProcessor(Print()))
+BedrockTokensInstrumentor().instrument(tracer_provider=provider)
+emulator = BedrockEmulator().start()
+client = boto3.client("bedrock-runtime", region_name="us-east-1",
+                      endpoint_url=emulator.endpoint_url, aws_access_key_id="x",
+                      aws_secret_access_key="x", config=Config(retries={"total_max_attempts": 1}))
+KEEP = client.converse_stream(modelId="amazon.nova-micro-v1:0",
+                              messages=[{"role": "user", "content": [{"text": "hi"}]}])
+next(iter(KEEP["stream"]))
+print("exiting", flush=True)
+"""
+
+
+def test_streams_open_at_exit_are_ended_before_sdk_shutdown(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    app = tmp_path / "exit_app.py"
+    app.write_text(EXIT_APP)
+    done = subprocess.run([sys.executable, str(app)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "exiting"
+    spans = [json.loads(line) for line in lines[1:]]
+    assert len(spans) == 1
+    assert spans[0]["attributes"][names.AWS_BEDROCK_STREAM_OUTCOME] == "abandoned"
+    assert spans[0]["attributes"][names.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
