@@ -1,0 +1,239 @@
+"""Non-streaming InvokeModel bodies, one builder per model family.
+
+Shapes follow recorded service traffic where it exists and the AWS model-parameter
+documentation otherwise (``docs/emulator.md`` says which). Usage fields appear exactly where the
+family has them; families with no usage in the body (legacy Claude, Cohere, Mistral, DeepSeek)
+have none, and ``Scenario.omit_body_usage`` removes the others.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any, Callable
+
+from .families import Number, Turn
+
+__all__ = [
+    "anthropic_legacy_body",
+    "anthropic_usage",
+    "command_r_response",
+    "invoke_body",
+    "nova_usage",
+    "openai_usage",
+]
+
+
+def anthropic_usage(turn: Turn, output: int) -> dict[str, Number]:
+    usage: dict[str, Number] = {"input_tokens": turn.n(turn.input_tokens)}
+    if turn.cache_reported:
+        usage["cache_creation_input_tokens"] = turn.n(turn.cache_write)
+        usage["cache_read_input_tokens"] = turn.n(turn.cache_read)
+    usage["output_tokens"] = turn.n(output)
+    return usage
+
+
+def openai_usage(turn: Turn) -> dict[str, Number]:
+    out = turn.reply.output_tokens
+    return {
+        "prompt_tokens": turn.n(turn.input_tokens),
+        "completion_tokens": turn.n(out),
+        "total_tokens": turn.n(turn.input_tokens + out),
+    }
+
+
+def nova_usage(turn: Turn, *, total: bool) -> dict[str, Number]:
+    out = turn.reply.output_tokens
+    usage: dict[str, Number] = {
+        "inputTokens": turn.n(turn.input_tokens),
+        "outputTokens": turn.n(out),
+    }
+    if total:
+        usage["totalTokens"] = turn.n(turn.total_input + out)
+    if turn.cache_reported:
+        usage["cacheReadInputTokenCount"] = turn.n(turn.cache_read)
+        usage["cacheWriteInputTokenCount"] = turn.n(turn.cache_write)
+    return usage
+
+
+def _embedding(seed: str, dimensions: int) -> list[float]:
+    rng = random.Random(seed)
+    return [round(rng.uniform(-1.0, 1.0), 6) for _ in range(dimensions)]
+
+
+def _body_anthropic(turn: Turn) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": "msg_bdrk_" + turn.uid("msg").replace("-", "")[:24],
+        "type": "message",
+        "role": "assistant",
+        "model": turn.model_name,
+        "content": [{"type": "text", "text": turn.reply.text}],
+        "stop_reason": turn.stop_reason,
+        "stop_sequence": None,
+        "usage": anthropic_usage(turn, turn.reply.output_tokens),
+    }
+    return body
+
+
+def anthropic_legacy_body(turn: Turn) -> dict[str, Any]:
+    natural = not turn.reply.truncated
+    return {
+        "type": "completion",
+        "completion": turn.reply.text,
+        "stop_reason": turn.stop_reason,
+        "stop": "\n\nHuman:" if natural else None,
+    }
+
+
+def _body_titan_text(turn: Turn) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "tokenCount": turn.n(turn.reply.output_tokens),
+        "outputText": turn.reply.text,
+        "completionReason": turn.stop_reason,
+    }
+    return {"inputTextTokenCount": turn.n(turn.input_tokens), "results": [result]}
+
+
+def _body_titan_embed(turn: Turn) -> dict[str, Any]:
+    default = 1536 if (turn.base_id or "").startswith("amazon.titan-embed-text-v1") else 1024
+    dimensions = turn.body.get("dimensions", default)
+    if not isinstance(dimensions, int) or dimensions <= 0:
+        dimensions = default
+    text = str(turn.body.get("inputText", ""))
+    return {
+        "embedding": _embedding(text, dimensions),
+        "inputTextTokenCount": turn.n(turn.input_tokens),
+    }
+
+
+def _body_cohere_embed(turn: Turn) -> dict[str, Any]:
+    texts = turn.body.get("texts")
+    items = [str(t) for t in texts] if isinstance(texts, list) else []
+    return {
+        "id": turn.uid("embed"),
+        "embeddings": [_embedding(t, 1024) for t in items],
+        "response_type": "embeddings_floats",
+        "texts": items,
+    }
+
+
+def _body_nova(turn: Turn) -> dict[str, Any]:
+    return {
+        "output": {"message": {"content": [{"text": turn.reply.text}], "role": "assistant"}},
+        "stopReason": turn.stop_reason,
+        "usage": nova_usage(turn, total=True),
+    }
+
+
+def _body_llama(turn: Turn) -> dict[str, Any]:
+    return {
+        "generation": turn.reply.text,
+        "prompt_token_count": turn.n(turn.input_tokens),
+        "generation_token_count": turn.n(turn.reply.output_tokens),
+        "stop_reason": turn.stop_reason,
+    }
+
+
+def _body_cohere_command(turn: Turn) -> dict[str, Any]:
+    generation = {"id": turn.uid("gen"), "text": turn.reply.text, "finish_reason": turn.stop_reason}
+    return {"id": turn.uid("resp"), "generations": [generation], "prompt": turn.body.get("prompt")}
+
+
+def command_r_response(turn: Turn, text: str) -> dict[str, Any]:
+    history = turn.body.get("chat_history")
+    chat = list(history) if isinstance(history, list) else []
+    chat.append({"role": "USER", "message": turn.body.get("message")})
+    chat.append({"role": "CHATBOT", "message": text})
+    return {
+        "response_id": turn.uid("resp"),
+        "text": text,
+        "generation_id": turn.uid("gen"),
+        "chat_history": chat,
+        "finish_reason": turn.stop_reason,
+    }
+
+
+def _body_cohere_command_r(turn: Turn) -> dict[str, Any]:
+    return command_r_response(turn, turn.reply.text)
+
+
+def _body_mistral(turn: Turn) -> dict[str, Any]:
+    return {"outputs": [{"text": turn.reply.text, "stop_reason": turn.stop_reason}]}
+
+
+def _body_mistral_chat(turn: Turn) -> dict[str, Any]:
+    message = {"role": "assistant", "content": turn.reply.text, "tool_calls": None}
+    return {
+        "id": turn.uid("chat"),
+        "object": "chat.completion",
+        "created": turn.created,
+        "model": turn.base_id or "mistral",
+        "choices": [{"index": 0, "message": message, "stop_reason": turn.stop_reason}],
+    }
+
+
+def _body_jamba(turn: Turn) -> dict[str, Any]:
+    message = {"role": "assistant", "content": turn.reply.text, "tool_calls": None}
+    return {
+        "id": "chatcmpl-" + turn.uid("chat"),
+        "choices": [{"index": 0, "message": message, "finish_reason": turn.stop_reason}],
+        "usage": openai_usage(turn),
+        "model": turn.model_name,
+    }
+
+
+def _body_deepseek(turn: Turn) -> dict[str, Any]:
+    return {"choices": [{"text": turn.reply.text, "stop_reason": turn.stop_reason}]}
+
+
+def _body_openai(turn: Turn) -> dict[str, Any]:
+    message = {"role": "assistant", "content": turn.reply.text}
+    return {
+        "id": "chatcmpl-" + turn.uid("chat"),
+        "object": "chat.completion",
+        "created": turn.created,
+        "model": turn.base_id or "openai",
+        "choices": [{"index": 0, "message": message, "finish_reason": turn.stop_reason}],
+        "usage": openai_usage(turn),
+    }
+
+
+# Usage keys each family carries at the top level of its body (for ``omit_body_usage``).
+_BODY_USAGE_KEYS: Mapping[str, tuple[str, ...]] = {
+    "anthropic": ("usage",),
+    "titan-text": ("inputTextTokenCount",),
+    "titan-embed": ("inputTextTokenCount",),
+    "nova": ("usage",),
+    "llama": ("prompt_token_count", "generation_token_count"),
+    "jamba": ("usage",),
+    "openai": ("usage",),
+}
+
+_BODIES: Mapping[str, Callable[[Turn], dict[str, Any]]] = {
+    "anthropic": _body_anthropic,
+    "anthropic-legacy": anthropic_legacy_body,
+    "titan-text": _body_titan_text,
+    "titan-embed": _body_titan_embed,
+    "nova": _body_nova,
+    "llama": _body_llama,
+    "cohere-command": _body_cohere_command,
+    "cohere-command-r": _body_cohere_command_r,
+    "cohere-embed": _body_cohere_embed,
+    "mistral": _body_mistral,
+    "mistral-chat": _body_mistral_chat,
+    "jamba": _body_jamba,
+    "deepseek": _body_deepseek,
+    "openai": _body_openai,
+}
+
+
+def invoke_body(turn: Turn) -> dict[str, Any]:
+    """The non-streaming InvokeModel body of ``turn.family``."""
+    body = _BODIES[turn.family](turn)
+    if turn.omit_body_usage:
+        for key in _BODY_USAGE_KEYS.get(turn.family, ()):
+            body.pop(key, None)
+        if turn.family == "titan-text":
+            for result in body["results"]:
+                result.pop("tokenCount", None)
+    return body
