@@ -69,7 +69,7 @@ def test_model_id_parsing_never_raises(model_id: str) -> None:
     [(14, 14), ("14", 14), (" 14 ", 14), (28.0, 28), ("28.0", 28), (0, 0), ("0", 0),
      (-1, None), ("-3", None), (2.5, None), ("2.5", None), ("abc", None), (None, None),
      (True, None), (float("nan"), None), (float("inf"), None), ("1e400", None),
-     (2**64, None), ([], None), ({}, None)],
+     (2**64, None), ([], None), ({}, None), ("²", None), ("١٢", None), ("1_000", None)],
 )
 def test_to_count(value: Any, expected: Any) -> None:
     assert to_count(value) == expected

@@ -13,27 +13,27 @@ variables (see ``config``). How a call flows through the code: ARCHITECTURE.md.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Collection
 
-import wrapt
-from botocore.client import BaseClient
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
     BaseInstrumentor,
 )
 
-from . import coexist, patch, streams
-from .config import load_settings
 from .package import _instruments
-from .telemetry import Telemetry
 from .version import __version__
+
+# botocore, wrapt and the implementation modules are imported by _instrument(), not here:
+# the package's pytest plugin (and `bedrock-tokens emulator`) import this package too, and
+# must not pay for, or be affected by, the instrumentation itself.
 
 __all__ = ["BedrockTokensInstrumentor", "__version__"]
 
-_logger = logging.getLogger(__name__)
-
 
 def _ours_in_chain() -> bool:
+    from botocore.client import BaseClient
+
+    from . import patch
+
     attr = BaseClient.__dict__.get("_make_api_call")
     while attr is not None:
         if getattr(attr, "_self_wrapper", None) is patch.make_api_call_wrapper:
@@ -43,6 +43,8 @@ def _ours_in_chain() -> bool:
 
 
 def _should_step_aside(operation: str) -> bool:
+    from . import patch
+
     handler = patch.active
     return handler is not None and handler.settings.replace_contrib and (
         operation in patch.OPERATIONS
@@ -56,6 +58,13 @@ class BedrockTokensInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return _instruments
 
     def _instrument(self, **kwargs: Any) -> None:
+        import wrapt
+        from botocore.client import BaseClient
+
+        from . import coexist, patch, streams
+        from .config import load_settings
+        from .telemetry import Telemetry
+
         settings = load_settings(kwargs)
         telemetry = Telemetry(kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
         precounter = None
@@ -77,6 +86,10 @@ class BedrockTokensInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         streams.register_exit_handler()
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        from botocore.client import BaseClient
+
+        from . import coexist, patch
+
         handler = patch.active
         patch.active = None  # from here on the wrapper is a pass-through wherever it sits
         if handler is not None and handler.precounter is not None:

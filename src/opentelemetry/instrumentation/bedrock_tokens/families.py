@@ -193,8 +193,28 @@ def sniff_family(body: Any) -> str:
     return UNKNOWN
 
 
+_MISSING = object()
+
+
+def _get(obj: Any, path: Path) -> Any:
+    """The value at a path without ``"*"``, or ``_MISSING``; allocates nothing."""
+    for key in path:
+        if isinstance(obj, dict):
+            obj = obj.get(key, _MISSING)  # type: ignore[call-overload]
+            if obj is _MISSING:
+                return _MISSING
+        elif isinstance(obj, list) and isinstance(key, int) and -len(obj) <= key < len(obj):
+            obj = obj[key]
+        else:
+            return _MISSING
+    return obj
+
+
 def _values(obj: Any, path: Path) -> list[Any]:
     """Every value at ``path`` (more than one only through ``"*"``)."""
+    if "*" not in path:
+        found = _get(obj, path)
+        return [] if found is _MISSING else [found]
     current = [obj]
     for key in path:
         nxt: list[Any] = []
@@ -215,6 +235,11 @@ def _values(obj: Any, path: Path) -> list[Any]:
 
 def _count(obj: Any, paths: Paths) -> Optional[int]:
     for path in paths:
+        if "*" not in path:  # the common case: no list walk, nothing allocated
+            value = _get(obj, path)
+            if value is _MISSING:
+                continue
+            return to_count(value)
         found = _values(obj, path)
         if not found:
             continue
@@ -227,6 +252,11 @@ def _count(obj: Any, paths: Paths) -> Optional[int]:
 
 def _strings(obj: Any, paths: Paths) -> Optional[tuple[str, ...]]:
     for path in paths:
+        if "*" not in path:
+            value = _get(obj, path)
+            if isinstance(value, str) and value:
+                return (value,)
+            continue
         found = [v for v in _values(obj, path) if isinstance(v, str) and v]
         if found:
             return tuple(found)
@@ -240,15 +270,13 @@ def _first_string(obj: Any, paths: Paths) -> Optional[str]:
 
 def extract(obj: Any, fields: Fields, source: str) -> BodyInfo:
     """Apply one family's field paths to one parsed JSON object."""
-    usage = Usage(
-        _count(obj, fields.input),
-        _count(obj, fields.output),
-        _count(obj, fields.cache_read),
-        _count(obj, fields.cache_write),
-        source,
-    )
+    inp = _count(obj, fields.input)
+    out = _count(obj, fields.output)
+    read = _count(obj, fields.cache_read)
+    write = _count(obj, fields.cache_write)
+    found = inp is not None or out is not None or read is not None or write is not None
     return BodyInfo(
-        None if usage.empty else usage,
+        Usage(inp, out, read, write, source) if found else None,
         _strings(obj, fields.finish),
         _first_string(obj, fields.response_id),
         _first_string(obj, fields.response_model),
@@ -328,10 +356,9 @@ def request_attributes(body: Any) -> dict[str, AttrValue]:
         return attrs
     for name, paths in _REQUEST_PATHS:
         for path in paths:
-            found = _values(body, path)
-            if not found:
+            value = _get(body, path)
+            if value is _MISSING:
                 continue
-            value = found[0]
             if name == names.GEN_AI_REQUEST_STOP_SEQUENCES:
                 if isinstance(value, str):
                     attrs[name] = (value,)

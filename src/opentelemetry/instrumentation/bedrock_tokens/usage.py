@@ -28,10 +28,10 @@ def to_count(value: Any) -> Optional[int]:
         return None
     if isinstance(value, (str, bytes)):
         text = value.strip() if isinstance(value, str) else value.strip().decode("ascii", "replace")
-        if text.isdigit():
-            return to_count(int(text))
-        try:
-            return to_count(float(text))
+        try:  # int() and float() also accept non-ASCII digits and "_"; neither is a count
+            if text.isascii() and text.isdigit():
+                return to_count(int(text))
+            return to_count(float(text)) if text.isascii() and "_" not in text else None
         except ValueError:
             return None
     return None
