@@ -19,7 +19,9 @@ DIST = "opentelemetry-instrumentation-bedrock-tokens"
 
 
 def test_entry_point_loads_the_instrumentor() -> None:
-    eps = entry_points(group="opentelemetry_instrumentor")
+    found = entry_points()
+    group = "opentelemetry_instrumentor"
+    eps = found.select(group=group) if hasattr(found, "select") else found.get(group, [])  # 3.9
     ours = [ep for ep in eps if ep.name == "bedrock_tokens"]
     assert len(ours) == 1
     assert ours[0].load() is BedrockTokensInstrumentor

@@ -184,7 +184,8 @@ def test_connection_drop_mid_stream(
     response = _calls(bedrock_client)[operation]()
     stream = response["body" if operation.startswith("Invoke") else "stream"]
     received = 0
-    with pytest.raises(urllib3.exceptions.ProtocolError, match="Response ended prematurely"):
+    # urllib3 2 says "Response ended prematurely", urllib3 1 (Python 3.9) an InvalidChunkLength
+    with pytest.raises(urllib3.exceptions.ProtocolError):
         for _event in stream:
             received += 1
     assert received == 4
