@@ -200,7 +200,7 @@ def _get(obj: Any, path: Path) -> Any:
     """The value at a path without ``"*"``, or ``_MISSING``; allocates nothing."""
     for key in path:
         if isinstance(obj, dict):
-            obj = obj.get(key, _MISSING)  # type: ignore[call-overload]
+            obj = obj.get(key, _MISSING)
             if obj is _MISSING:
                 return _MISSING
         elif isinstance(obj, list) and isinstance(key, int) and -len(obj) <= key < len(obj):
