@@ -105,7 +105,7 @@ SETTINGS: tuple[_Spec, ...] = (
     _Spec("precount_sample_ratio", _ratio, "Fraction of calls to pre-count, 0 to 1."),
     _Spec("precount_timeout", _positive_float,
           "Blocking mode: the most a call is delayed by its pre-count, in seconds."),
-    _Spec("precount_workers", _positive_int, "Background mode: worker threads."),
+    _Spec("precount_workers", _positive_int, "Worker threads that run pre-counts (both modes)."),
     _Spec("precount_queue_size", _positive_int,
           "Background mode: pending pre-counts before new ones are dropped."),
 )

@@ -63,6 +63,12 @@ STREAM_ABANDONED: Final = "abandoned"
 AWS_BEDROCK_COUNT_TOKENS_INPUT_TOKENS: Final = "aws.bedrock.count_tokens.input_tokens"
 # actual input tokens minus the pre-count estimate, on the invocation span
 AWS_BEDROCK_COUNT_TOKENS_DRIFT: Final = "aws.bedrock.count_tokens.drift"
+# Drift metric attribute: the sign of the drift, because the metric records its magnitude
+# (OpenTelemetry SDK histograms drop negative values). over: estimate > actual.
+AWS_BEDROCK_COUNT_TOKENS_DIRECTION: Final = "aws.bedrock.count_tokens.direction"
+DIRECTION_OVER: Final = "over"
+DIRECTION_UNDER: Final = "under"
+DIRECTION_EXACT: Final = "exact"
 # Link attribute saying what a link between a count span and an invocation span means.
 AWS_BEDROCK_LINK_RELATION: Final = "aws.bedrock.link.relation"
 LINK_RELATION_PRECOUNT: Final = "precount"  # on the invocation span: link to its count span
@@ -95,10 +101,8 @@ TOKEN_BUCKETS: Final = (
 DURATION_BUCKETS: Final = (
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
 )
-# Drift can be negative; symmetric buckets around zero.
-DRIFT_BUCKETS: Final = (
-    -1024, -256, -64, -16, -4, -1, 0, 1, 4, 16, 64, 256, 1024,
-)
+# Drift magnitude (the sign is an attribute); the first bucket holds the exact estimates.
+DRIFT_BUCKETS: Final = (0, 1, 4, 16, 64, 256, 1024, 4096)
 
 # --- Response headers botocore exposes (lower-cased) ------------------------------------------
 H_INPUT_TOKENS: Final = "x-amzn-bedrock-input-token-count"

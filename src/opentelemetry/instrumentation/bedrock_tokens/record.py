@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any, Mapping, Optional
 
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span, SpanContext, Status, StatusCode
 from opentelemetry.util.types import Attributes
 
 from . import names
@@ -40,7 +40,7 @@ def error_type(exc: BaseException) -> str:
 
 class CallRecord:
     __slots__ = (
-        "_once", "_telemetry", "estimate", "metric_attrs", "span", "start", "stream",
+        "_guard", "_once", "_telemetry", "estimate", "metric_attrs", "span", "start", "stream",
     )
 
     def __init__(
@@ -52,6 +52,8 @@ class CallRecord:
         stream: bool,
     ) -> None:
         self._once = threading.Lock()
+        # Orders a pre-count finishing on another thread (add_estimate) against end().
+        self._guard = threading.Lock()
         self._telemetry = telemetry
         self.span = span
         self.start = start  # time.perf_counter() at the start of the call
@@ -75,16 +77,40 @@ class CallRecord:
             return False
         duration = time.perf_counter() - self.start
         span = self.span
-        try:
-            self._emit(span, duration, usage, attributes, error, time_to_first_chunk)
-        except Exception:  # never let our own failure reach the user
-            _logger.debug("bedrock-tokens: failed to record a call", exc_info=True)
-        finally:
+        with self._guard:  # an add_estimate already under way completes first
             try:
-                span.end()
-            except Exception:
-                _logger.debug("bedrock-tokens: failed to end a span", exc_info=True)
+                self._emit(span, duration, usage, attributes, error, time_to_first_chunk)
+            except Exception:  # never let our own failure reach the user
+                _logger.debug("bedrock-tokens: failed to record a call", exc_info=True)
+            finally:
+                try:
+                    span.end()
+                except Exception:
+                    _logger.debug("bedrock-tokens: failed to end a span", exc_info=True)
         return True
+
+    def add_estimate(
+        self, tokens: Optional[int], count_span: Optional[SpanContext] = None
+    ) -> bool:
+        """Attach a pre-count that finished after the span started (background mode, or a
+        blocking count that outlived its budget): the estimate, which end() turns into drift,
+        and a link to the count span. False, and nothing changed, once the call has ended:
+        either the whole estimate is in the span and the drift, or none of it is."""
+        with self._guard:
+            if self._once.locked():
+                return False
+            try:
+                if tokens is not None:
+                    self.span.set_attribute(names.AWS_BEDROCK_COUNT_TOKENS_INPUT_TOKENS, tokens)
+                    self.estimate = tokens
+                if count_span is not None:
+                    self.span.add_link(
+                        count_span,
+                        {names.AWS_BEDROCK_LINK_RELATION: names.LINK_RELATION_PRECOUNT},
+                    )
+            except Exception:
+                _logger.debug("bedrock-tokens: failed to attach a pre-count", exc_info=True)
+            return True
 
     def _emit(
         self,
@@ -97,38 +123,47 @@ class CallRecord:
     ) -> None:
         tel = self._telemetry
         base, input_attrs, output_attrs = self.metric_attrs
-        if attributes:
-            span.set_attributes(attributes)
+        # One set_attributes call: the SDK locks and validates per call, not per attribute.
+        attrs: dict[str, Any] = dict(attributes) if attributes else {}
         input_tokens = None
         if usage is not None:
             input_tokens = usage.semconv_input()
             output_tokens = usage.output
-            span.set_attribute(names.AWS_BEDROCK_USAGE_SOURCE, usage.source)
+            attrs[names.AWS_BEDROCK_USAGE_SOURCE] = usage.source
             if input_tokens is not None:
-                span.set_attribute(names.GEN_AI_USAGE_INPUT_TOKENS, input_tokens)
+                attrs[names.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
                 tel.token_usage.record(input_tokens, input_attrs)
             if usage.input is not None:
-                span.set_attribute(names.AWS_BEDROCK_USAGE_UNCACHED_INPUT_TOKENS, usage.input)
+                attrs[names.AWS_BEDROCK_USAGE_UNCACHED_INPUT_TOKENS] = usage.input
             if output_tokens is not None:
-                span.set_attribute(names.GEN_AI_USAGE_OUTPUT_TOKENS, output_tokens)
+                attrs[names.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
                 tel.token_usage.record(output_tokens, output_attrs)
             if usage.cache_read is not None:
-                span.set_attribute(names.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, usage.cache_read)
+                attrs[names.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read
             if usage.cache_write is not None:
-                span.set_attribute(
-                    names.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, usage.cache_write
-                )
+                attrs[names.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write
         if self.estimate is not None and input_tokens is not None:
             drift = input_tokens - self.estimate
-            span.set_attribute(names.AWS_BEDROCK_COUNT_TOKENS_DRIFT, drift)
-            tel.precount_drift.record(drift, base)
+            attrs[names.AWS_BEDROCK_COUNT_TOKENS_DRIFT] = drift
+            # SDK histograms drop negative values: record the magnitude, the sign as attribute
+            direction = (
+                names.DIRECTION_UNDER if drift > 0
+                else names.DIRECTION_OVER if drift < 0
+                else names.DIRECTION_EXACT
+            )
+            tel.precount_drift.record(
+                abs(drift), {**(base or {}), names.AWS_BEDROCK_COUNT_TOKENS_DIRECTION: direction}
+            )
         if ttfc is not None:
-            span.set_attribute(names.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, ttfc)
+            attrs[names.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttfc
             tel.time_to_first_chunk.record(ttfc, base)
         if error is not None:
             etype = error_type(error)
-            span.set_attribute(names.ERROR_TYPE, etype)
+            attrs[names.ERROR_TYPE] = etype
+            span.set_attributes(attrs)
             span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
             tel.duration.record(duration, {**(base or {}), names.ERROR_TYPE: etype})
         else:
+            if attrs:
+                span.set_attributes(attrs)
             tel.duration.record(duration, base)

@@ -51,7 +51,10 @@ class Telemetry:
         self.precount_drift = meter.create_histogram(
             names.METRIC_COUNT_TOKENS_DRIFT,
             unit=names.UNIT_TOKEN,
-            description="Actual input tokens minus the CountTokens pre-count estimate.",
+            description=(
+                "Difference between the actual input tokens and the CountTokens pre-count "
+                "estimate, as a magnitude; aws.bedrock.count_tokens.direction gives the sign."
+            ),
             explicit_bucket_boundaries_advisory=names.DRIFT_BUCKETS,
         )
         self.precount_dropped = meter.create_counter(
