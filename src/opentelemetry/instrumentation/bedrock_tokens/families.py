@@ -40,6 +40,15 @@ class BodyInfo(NamedTuple):
     response_id: Optional[str]
     response_model: Optional[str]
 
+    def add_response_attributes(self, attrs: dict[str, Any]) -> None:
+        """The ``gen_ai.response.*`` attributes this response has."""
+        if self.finish_reasons:
+            attrs[names.GEN_AI_RESPONSE_FINISH_REASONS] = self.finish_reasons
+        if self.response_id:
+            attrs[names.GEN_AI_RESPONSE_ID] = self.response_id
+        if self.response_model:
+            attrs[names.GEN_AI_RESPONSE_MODEL] = self.response_model
+
 
 _ANTHROPIC = FamilySpec(
     body=Fields(

@@ -364,12 +364,7 @@ class Handler:
         except (ValueError, UnicodeDecodeError):
             return usage
         info = families.extract_body(request.family, parsed)
-        if info.finish_reasons:
-            attrs[names.GEN_AI_RESPONSE_FINISH_REASONS] = info.finish_reasons
-        if info.response_id:
-            attrs[names.GEN_AI_RESPONSE_ID] = info.response_id
-        if info.response_model:
-            attrs[names.GEN_AI_RESPONSE_MODEL] = info.response_model
+        info.add_response_attributes(attrs)
         if self._content_limit is not None:
             attrs.update(content.output_attributes(
                 content.reply_text(parsed), info.finish_reasons, self._content_limit

@@ -139,12 +139,7 @@ class _StreamState:
                 attrs[names.AWS_BEDROCK_INVOCATION_LATENCY] = invocation
             if first_byte is not None:
                 attrs[names.AWS_BEDROCK_FIRST_BYTE_LATENCY] = first_byte
-        if info.finish_reasons:
-            attrs[names.GEN_AI_RESPONSE_FINISH_REASONS] = info.finish_reasons
-        if info.response_id:
-            attrs[names.GEN_AI_RESPONSE_ID] = info.response_id
-        if info.response_model:
-            attrs[names.GEN_AI_RESPONSE_MODEL] = info.response_model
+        info.add_response_attributes(attrs)
         self._add_output(attrs, info.finish_reasons)
         return merge(metrics, info.usage)
 
