@@ -8,7 +8,8 @@ to ``content_max_length`` characters, so a huge prompt cannot blow up a span.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any, Optional
 
 from . import names
 

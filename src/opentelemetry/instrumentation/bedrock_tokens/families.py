@@ -9,7 +9,8 @@ has no count paths, and the headers or ``invocationMetrics`` are then the only s
 
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple, Optional, Union
+from collections.abc import Mapping
+from typing import Any, NamedTuple, Optional, Union
 
 from . import names
 from .models import UNKNOWN

@@ -21,7 +21,8 @@ import io
 import json
 import logging
 import time
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Protocol
+from collections.abc import Mapping
+from typing import Any, Callable, NamedTuple, Optional, Protocol
 from urllib.parse import urlsplit
 
 from botocore.response import StreamingBody

@@ -22,8 +22,8 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import wrapt
 
@@ -66,19 +66,41 @@ class _StreamState:
             _open.add(self)
 
     # -- per event -------------------------------------------------------------------------
-    def observe(self, event: Any) -> None:
+    def observer(self) -> Callable[[Any], None]:
+        """The per-event function: specialised per operation unless content is captured."""
+        if self._collector is not None:
+            return self.observe
+        return self._observe_invoke if self._kind == "invoke" else self._observe_converse
+
+    def _first_event(self, event: Any) -> None:
+        self.ttfc = time.perf_counter() - self.record.start
+        self.first = event
+
+    def _observe_invoke(self, event: Any) -> None:
         if self.ttfc is None:
-            self.ttfc = time.perf_counter() - self.record.start
-            self.first = event
+            self._first_event(event)
         self.prev = self.last
         self.last = event
-        if self._kind == "invoke":
-            chunk = event.get("chunk") if isinstance(event, dict) else None
-            data = chunk.get("bytes") if isinstance(chunk, dict) else None
-            if isinstance(data, bytes) and _METRICS_MARKER in data:
+        try:
+            if _METRICS_MARKER in event["chunk"]["bytes"]:
                 self.saw_final = True
-        elif isinstance(event, dict) and "metadata" in event:
+        except (KeyError, TypeError):
+            pass  # not a chunk event: nothing to look for
+
+    def _observe_converse(self, event: Any) -> None:
+        if self.ttfc is None:
+            self._first_event(event)
+        self.prev = self.last
+        self.last = event
+        if "metadata" in event:
             self.saw_final = True
+
+    def observe(self, event: Any) -> None:
+        """The observer used when content is captured: counting, then the reply text."""
+        if self._kind == "invoke":
+            self._observe_invoke(event)
+        else:
+            self._observe_converse(event)
         if self._collector is not None:
             self._collect(event)
 
@@ -181,7 +203,7 @@ def _parse_chunk(event: Any) -> Any:
 def _iterate(proxy: StreamProxy) -> Iterator[Any]:
     # The generator references the proxy, so a stream being iterated is never "abandoned".
     state: _StreamState = proxy._self_state
-    observe = state.observe
+    observe = state.observer()
     try:
         for event in proxy.__wrapped__:
             try:

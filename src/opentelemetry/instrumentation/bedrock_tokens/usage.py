@@ -9,7 +9,8 @@ become a wrong number. Absence is ``None``; ``0`` is a real count.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, NamedTuple, Optional
+from collections.abc import Mapping
+from typing import Any, NamedTuple, Optional
 
 from . import names
 
