@@ -379,3 +379,30 @@ def test_streams_open_at_exit_are_ended_before_sdk_shutdown(tmp_path: Any) -> No
     assert len(spans) == 1
     assert spans[0]["attributes"][names.AWS_BEDROCK_STREAM_OUTCOME] == "abandoned"
     assert spans[0]["attributes"][names.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+
+
+@pytest.mark.parametrize("operation", ["invoke", "converse"])
+def test_stream_content_captured_only_on_opt_in(
+    operation: str, instrument: Any, bedrock_client: Any, bedrock_telemetry: Any
+) -> None:
+    instrument(capture_content=True)
+    events = list(open_stream(bedrock_client, operation, CLAUDE))
+    if operation == "invoke":
+        chunks = [json.loads(e["chunk"]["bytes"]) for e in events]
+        reply = "".join(c["delta"].get("text", "") for c in chunks
+                        if c.get("type") == "content_block_delta")
+    else:
+        reply = "".join(e["contentBlockDelta"]["delta"].get("text", "") for e in events
+                        if "contentBlockDelta" in e)
+    assert reply
+    span = assert_recorded_once(bedrock_telemetry)
+    output = json.loads(span.attributes[names.GEN_AI_OUTPUT_MESSAGES])
+    assert output[0]["parts"][0]["content"] == reply
+    assert json.loads(span.attributes[names.GEN_AI_INPUT_MESSAGES])[0]["role"] == "user"
+    # and the same stream without the opt-in carries no text at all
+    bedrock_telemetry.clear_spans()
+    instrument()
+    list(open_stream(bedrock_client, operation, CLAUDE))
+    plain = only_span(bedrock_telemetry)
+    assert names.GEN_AI_OUTPUT_MESSAGES not in plain.attributes
+    assert names.GEN_AI_INPUT_MESSAGES not in plain.attributes
