@@ -1,0 +1,152 @@
+"""The configurations compared, each applied once in a fresh worker process.
+
+Every configuration runs with the same SDK set-up (``providers``): a tracer provider with a
+SimpleSpanProcessor and an in-memory exporter, and a meter provider with an in-memory reader,
+installed globally and also passed to ``instrument()``, so what differs between two processes
+is only the instrumentation. Message-content capture is off everywhere (``CONTENT_OFF_ENV``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from opentelemetry import metrics, trace
+
+# Content capture off in every grammar the instrumentations read.
+CONTENT_OFF_ENV: Mapping[str, str] = {
+    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "NO_CONTENT",
+    "TRACELOOP_TRACE_CONTENT": "false",
+    # No credentials, config files or instance metadata are ever looked up.
+    "AWS_ACCESS_KEY_ID": "AKIDBENCHMARK",
+    "AWS_SECRET_ACCESS_KEY": "benchmark-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+PRECOUNT_MODULE = "opentelemetry.instrumentation.bedrock_tokens.precount"
+
+
+@dataclass
+class Providers:
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    exporter: InMemorySpanExporter
+    reader: InMemoryMetricReader
+
+
+def providers() -> Providers:
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    trace.set_tracer_provider(tracer_provider)
+    metrics.set_meter_provider(meter_provider)
+    return Providers(tracer_provider, meter_provider, exporter, reader)
+
+
+Apply = Callable[[Providers, Mapping[str, Any]], None]
+
+
+def _kwargs(p: Providers) -> dict[str, Any]:
+    return {"tracer_provider": p.tracer_provider, "meter_provider": p.meter_provider}
+
+
+def _nothing(p: Providers, options: Mapping[str, Any]) -> None:
+    return None
+
+
+def _floor(p: Providers, options: Mapping[str, Any]) -> None:
+    import floor
+
+    floor.instrument(p.tracer_provider, p.meter_provider)
+
+
+def _ours(p: Providers, options: Mapping[str, Any]) -> None:
+    from opentelemetry.instrumentation.bedrock_tokens import BedrockTokensInstrumentor
+
+    BedrockTokensInstrumentor().instrument(**_kwargs(p), **options)
+
+
+def _contrib(p: Providers, options: Mapping[str, Any]) -> None:
+    from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
+
+    BotocoreInstrumentor().instrument(**_kwargs(p))  # type: ignore[no-untyped-call]
+
+
+def _ours_with_contrib(p: Providers, options: Mapping[str, Any]) -> None:
+    _contrib(p, options)
+    _ours(p, options)
+
+
+def _genai_bedrock(p: Providers, options: Mapping[str, Any]) -> None:
+    from opentelemetry.instrumentation.genai.bedrock import BedrockInstrumentor
+
+    BedrockInstrumentor().instrument(**_kwargs(p))
+
+
+def _openllmetry(p: Providers, options: Mapping[str, Any]) -> None:
+    from opentelemetry.instrumentation.bedrock import BedrockInstrumentor
+
+    BedrockInstrumentor().instrument(**_kwargs(p))
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    title: str
+    apply: Apply
+    needs: tuple[str, ...] = ()  # modules that must be importable
+    distribution: Optional[str] = None  # whose version the report shows
+    options: tuple[tuple[str, Any], ...] = ()  # instrument() keywords (ours only)
+    peer: bool = False
+
+    def missing(self) -> list[str]:
+        return [m for m in self.needs if importlib.util.find_spec(m) is None]
+
+
+_OURS = "opentelemetry.instrumentation.bedrock_tokens"
+_CONTRIB = "opentelemetry.instrumentation.botocore"
+
+CONFIGS: tuple[Config, ...] = (
+    Config("uninstrumented", "uninstrumented", _nothing),
+    Config("floor", "floor (benchmarks/floor.py)", _floor),
+    Config("ours", "ours (BedrockTokensInstrumentor)", _ours, (_OURS,),
+           "opentelemetry-instrumentation-bedrock-tokens"),
+    Config("ours+contrib", "ours + contrib botocore", _ours_with_contrib, (_OURS, _CONTRIB),
+           "opentelemetry-instrumentation-botocore"),
+    Config("contrib", "contrib botocore alone", _contrib, (_CONTRIB,),
+           "opentelemetry-instrumentation-botocore", peer=True),
+    Config("genai-bedrock", "opentelemetry-instrumentation-genai-bedrock", _genai_bedrock,
+           ("opentelemetry.instrumentation.genai.bedrock",),
+           "opentelemetry-instrumentation-genai-bedrock", peer=True),
+    Config("openllmetry", "OpenLLMetry bedrock (content off)", _openllmetry,
+           ("opentelemetry.instrumentation.bedrock",),
+           "opentelemetry-instrumentation-bedrock", peer=True),
+)
+
+# Ours with a pre-count mode on; measured only against the emulator (CountTokens over loopback).
+PRECOUNT_CONFIGS: tuple[Config, ...] = (
+    Config("ours+precount-blocking", "ours, pre-count blocking", _ours, (_OURS, PRECOUNT_MODULE),
+           options=(("precount", "blocking"),)),
+    Config("ours+precount-background", "ours, pre-count background", _ours,
+           (_OURS, PRECOUNT_MODULE), options=(("precount", "background"),)),
+)
+
+BY_NAME: dict[str, Config] = {c.name: c for c in CONFIGS + PRECOUNT_CONFIGS}
+
+
+def apply(name: str, p: Providers) -> None:
+    config = BY_NAME[name]
+    config.apply(p, dict(config.options))
