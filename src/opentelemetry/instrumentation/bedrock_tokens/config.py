@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -71,7 +72,8 @@ def _ratio(raw: str) -> float:
 
 def _positive_float(raw: str) -> float:
     value = float(raw)
-    if not value > 0.0 or value != value:  # rejects 0, negatives and NaN
+    # rejects 0, negatives, NaN, infinity, and waits longer than a lock can wait for
+    if not 0.0 < value <= threading.TIMEOUT_MAX:
         raise ValueError(raw)
     return value
 

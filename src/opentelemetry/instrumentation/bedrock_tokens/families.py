@@ -256,7 +256,7 @@ def _count(obj: Any, paths: Paths) -> Optional[int]:
         counts = [to_count(v) for v in found]
         if any(c is None for c in counts):
             return None  # one bad value makes the whole figure inexact
-        return sum(c for c in counts if c is not None)
+        return to_count(sum(c for c in counts if c is not None))  # None beyond 64 bits
     return None
 
 

@@ -43,6 +43,7 @@ _logger = logging.getLogger(__name__)
 
 SERVICE = "bedrock-runtime"
 _MAX_PARSED_REQUEST = 256 * 1024  # larger InvokeModel bodies are not parsed for attributes
+_BODY_CHUNK = 64 * 1024
 
 # Set in the context by our own internal calls (pre-count) so the wrapper lets them through.
 INTERNAL_CALL_KEY = context.create_key("bedrock-tokens-internal-call")
@@ -134,17 +135,57 @@ def _guardrail(spec: OpSpec, params: Mapping[str, Any]) -> Any:
     return config.get("guardrailIdentifier") if isinstance(config, Mapping) else None
 
 
-class _RaisingRaw:
-    """Raw stream for a body whose read failed inside the instrumentation: the user's first
-    read raises the very exception the uninstrumented read would have raised."""
+class _Replay(io.RawIOBase):
+    """Raw stream of an InvokeModel body the instrumentation has read: the bytes that arrived,
+    then the end the original stream had. urllib3 fails a whole-body read of a truncated body
+    (losing the partial bytes) but lets sized reads return what arrived, then b""; an error in
+    the middle (a timeout) fails whichever read reaches it. Afterwards, and after close(),
+    reads give b"", as the spent original would, and botocore's own length check reports what
+    it reports without us."""
 
-    def __init__(self, exc: BaseException) -> None:
-        self._exc = exc
+    def __init__(self, data: bytes, error: Optional[BaseException], whole_only: bool) -> None:
+        super().__init__()
+        self._data = io.BytesIO(data)
+        self._error = error
+        self._whole_only = whole_only
 
-    def read(self, *args: Any, **kwargs: Any) -> bytes:
-        raise self._exc
+    def readable(self) -> bool:
+        return True
+
+    def _raise(self) -> bytes:
+        error, self._error = self._error, None
+        assert error is not None
+        raise error
+
+    def read(self, amt: Optional[int] = None) -> bytes:
+        whole = amt is None or amt < 0
+        if whole and self._error is not None:
+            self._data = io.BytesIO()
+            return self._raise()
+        chunk = self._data.read(None if whole else amt)
+        if chunk or amt == 0 or self._error is None or self._whole_only:
+            return chunk
+        return self._raise()
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def tell(self) -> int:
+        return self._data.tell()
 
     def close(self) -> None:
+        self._data = io.BytesIO()
+        self._error = None
+        super().close()
+
+
+class _ReplayBody(StreamingBody):  # type: ignore[misc]
+    """botocore's StreamingBody over a replay: the bytes are in memory, no socket is left to
+    time out, so setting a socket timeout does nothing (as it harms nothing)."""
+
+    def set_socket_timeout(self, timeout: Any) -> None:
         return None
 
 
@@ -390,19 +431,31 @@ class Handler:
 
 
 def _take_body(result: dict[str, Any]) -> Optional[bytes]:
-    """Read the InvokeModel body and put back an equivalent one holding the same bytes."""
+    """Read the InvokeModel body and put back one that gives the user what the original would
+    have: the same bytes, the same failures at the same points, the same length check."""
     body = result.get("body")
-    if body is None or not hasattr(body, "read"):
+    raw = getattr(body, "_raw_stream", None)
+    if not isinstance(body, StreamingBody) or raw is None:
         return None
+    length = to_count(getattr(body, "_content_length", None))
+    parts: list[bytes] = []
+    error: Optional[BaseException] = None
+    whole_only = False
     try:
-        data = body.read()
+        while True:  # urllib3 fills a sized read unless the body ended (or was cut)
+            chunk = raw.read(_BODY_CHUNK)
+            parts.append(chunk)
+            if len(chunk) < _BODY_CHUNK:
+                break
+        if length is not None and sum(map(len, parts)) < length:
+            whole_only = True  # truncated: only a whole-body read fails, and this is how
+            raw.read()
     except Exception as exc:
-        result["body"] = StreamingBody(_RaisingRaw(exc), None)
-        return None
-    if not isinstance(data, bytes):
-        return None
-    result["body"] = StreamingBody(io.BytesIO(data), len(data))
-    return data
+        error = exc
+    data = b"".join(parts)
+    result["body"] = _ReplayBody(_Replay(data, error, whole_only), body._content_length)
+    complete = error is None and (length is None or len(data) == length)
+    return data if complete else None
 
 
 # -- the wrapper ------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ from .config import Settings
 from .patch import INTERNAL_CALL_KEY, Estimate, Request
 from .record import CallRecord, error_type
 from .telemetry import Telemetry
+from .usage import to_count
 
 _logger = logging.getLogger(__name__)
 
@@ -204,6 +205,7 @@ class _Pool:
             except Exception:
                 _logger.debug("bedrock-tokens: pre-count job failed", exc_info=True)
             finally:
+                del job  # an idle worker keeps no client, request or span alive
                 with cond:
                     self._busy -= 1
                     if self._busy == 0:
@@ -680,8 +682,8 @@ class CountTokensPrecounter:
             return _Outcome(error=exc)
         finally:
             context.detach(token)
-        tokens = result.get("inputTokens") if isinstance(result, Mapping) else None
-        if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0:
+        tokens = to_count(result.get("inputTokens")) if isinstance(result, Mapping) else None
+        if tokens is not None:
             return _Outcome(tokens)
         return _Outcome(error=ValueError("CountTokens returned no inputTokens"))
 

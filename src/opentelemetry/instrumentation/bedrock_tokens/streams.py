@@ -34,7 +34,8 @@ from .usage import Usage, from_converse, merge
 
 _logger = logging.getLogger(__name__)
 
-_METRICS_MARKER = names.INVOCATION_METRICS_KEY.encode()
+# As a JSON key: the same text inside a string value (a reply that mentions it) is no marker.
+_METRICS_MARKER = b'"' + names.INVOCATION_METRICS_KEY.encode() + b'":'
 
 # Streams whose record has not ended yet, ended as abandoned at interpreter exit.
 _open: set[_StreamState] = set()

@@ -61,7 +61,8 @@ class Usage(NamedTuple):
             return self.total_input
         if self.input is None:
             return None
-        return self.input + (self.cache_read or 0) + (self.cache_write or 0)
+        total = self.input + (self.cache_read or 0) + (self.cache_write or 0)
+        return total if total <= _MAX_COUNT else None
 
 
 def merge(primary: Optional[Usage], fallback: Optional[Usage]) -> Optional[Usage]:
