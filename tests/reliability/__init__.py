@@ -1,0 +1,1 @@
+"""Issue #8: the reliability suite (fault matrix, properties, concurrency, leaks, shutdown)."""
