@@ -155,7 +155,7 @@ def test_stream_accumulator_takes_any_events(
 ) -> None:
     telemetry, tel, ledger = _fresh(sdk)
     span = tel.tracer.start_span("stream")
-    record = CallRecord(tel, span, 0.0, tel.metric_attributes("chat", "m", None, None), True)
+    record = CallRecord(tel, span, 0.0, tel.metric_attributes("chat", "m", None, None))
     collector = content.TextCollector(limit) if limit is not None else None
     source = _Source(events, fail)
     proxy = StreamProxy(source, _StreamState(record, kind, family, collector))

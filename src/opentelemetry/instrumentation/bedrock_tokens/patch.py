@@ -335,7 +335,6 @@ class Handler:
             span,
             time.perf_counter(),
             tel.metric_attributes(request.operation, request.model, request.address, request.port),
-            request.spec.stream_key is not None,
         )
         if estimate is not None:
             record.estimate = estimate.tokens

@@ -41,7 +41,7 @@ def error_type(exc: BaseException) -> str:
 
 class CallRecord:
     __slots__ = (
-        "_guard", "_once", "_telemetry", "estimate", "metric_attrs", "span", "start", "stream",
+        "_guard", "_once", "_telemetry", "estimate", "metric_attrs", "span", "start",
     )
 
     def __init__(
@@ -50,7 +50,6 @@ class CallRecord:
         span: Span,
         start: float,
         metric_attrs: tuple[Attributes, Attributes, Attributes],
-        stream: bool,
     ) -> None:
         self._once = threading.Lock()
         # Orders a pre-count finishing on another thread (add_estimate) against end().
@@ -59,7 +58,6 @@ class CallRecord:
         self.span = span
         self.start = start  # time.perf_counter() at the start of the call
         self.metric_attrs = metric_attrs
-        self.stream = stream
         self.estimate: Optional[int] = None  # CountTokens pre-count, when one is known
 
     @property

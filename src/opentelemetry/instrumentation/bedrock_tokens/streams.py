@@ -245,9 +245,6 @@ class StreamProxy(_ProxyBase):
         finally:
             self._self_state.close()
 
-    def __reduce_ex__(self, protocol: Any) -> Any:  # pragma: no cover - parity with wrapt
-        return self.__wrapped__.__reduce_ex__(protocol)
-
 
 def wrap_stream(
     result: dict[str, Any],
