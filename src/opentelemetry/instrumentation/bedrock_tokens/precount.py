@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import copy
 import logging
 import os
 import random
@@ -104,16 +105,22 @@ def _count_input(
     request: Request, params: Mapping[str, Any], members: frozenset[str]
 ) -> Optional[dict[str, Any]]:
     """The CountTokens ``input`` for this invocation, or None when it cannot be built without
-    side effects (a file-like body would have to be read, and the user's call needs it)."""
+    side effects (a file-like body would have to be read, and the user's call needs it).
+
+    A copy, taken before the call: the parameters are the user's, and an agent loop appends
+    to its ``messages`` list as soon as the call returns, while a background count may not
+    have been sent yet."""
     if request.spec.kind == "invoke":
         body = params.get("body")
         if isinstance(body, (bytes, bytearray, str)) and body:
-            return {"invokeModel": {"body": body}}
+            return {"invokeModel": {"body": bytes(body) if isinstance(body, bytearray) else body}}
         return None
     if request.spec.kind == "converse":
         if not isinstance(params.get("messages"), list):
             return None
-        converse = {key: params[key] for key in members if params.get(key) is not None}
+        converse = {
+            key: copy.deepcopy(params[key]) for key in members if params.get(key) is not None
+        }
         return {"converse": converse}
     return None
 

@@ -39,6 +39,14 @@ def error_type(exc: BaseException) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def request_id(exc: BaseException) -> Optional[str]:
+    """The RequestId of the response a botocore error was built from, if it has one."""
+    response = getattr(exc, "response", None)
+    meta = response.get("ResponseMetadata") if isinstance(response, Mapping) else None
+    found = meta.get("RequestId") if isinstance(meta, Mapping) else None
+    return found if isinstance(found, str) and found else None
+
+
 class CallRecord:
     __slots__ = (
         "_guard", "_once", "_telemetry", "estimate", "metric_attrs", "span", "start",
@@ -159,6 +167,9 @@ class CallRecord:
         if error is not None:
             etype = error_type(error)
             attrs[names.ERROR_TYPE] = etype
+            rid = request_id(error)
+            if rid is not None:
+                attrs[names.AWS_REQUEST_ID] = rid
             span.set_attributes(attrs)
             span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
             tel.duration.record(duration, {**(base or {}), names.ERROR_TYPE: etype})

@@ -6,10 +6,13 @@ user may touch passes through and ``isinstance`` still holds. The proxy's state 
 ``_self_*`` attributes: wrapt forwards other attribute writes to the wrapped object, where a
 second proxy (contrib's, say) would overwrite them.
 
-Per event the proxy only keeps references to the first and the last two events (constant
-memory, no parsing) and checks whether the final usage event has arrived. At the true end of
-the response the kept events are parsed once and the record is ended: on exhaustion, on an
-error raised by the iterator, on ``close()``, when the stream is garbage-collected, or at
+Per event, before the event is handed to the user, the proxy takes what counting needs and
+nothing else: for InvokeModel streams a reference to the chunk's immutable ``bytes`` (the first
+and the last two are kept) and a check for the final usage marker; for ConverseStream the usage,
+latency and stop reason of the one event that carries each, copied as plain values. Nothing is
+ever read back from an event the user was given: apps pop, mutate and drop them. At the true
+end of the response the kept chunks are parsed once and the record is ended: on exhaustion, on
+an error raised by the iterator, on ``close()``, when the stream is garbage-collected, or at
 interpreter exit. Breaking out of a ``for`` loop is not an end: botocore lets the user
 iterate the same stream again, so the span ends when the stream is closed or dropped.
 """
@@ -30,7 +33,7 @@ import wrapt
 from . import families, names
 from .content import TextCollector, output_attributes, stream_delta_text
 from .record import CallRecord
-from .usage import Usage, from_converse, merge
+from .usage import Usage, from_converse, merge, to_count
 
 _logger = logging.getLogger(__name__)
 
@@ -44,11 +47,17 @@ _open_lock = threading.Lock()
 
 class _StreamState:
     """Everything one stream's telemetry needs; referenced by the proxy and its iterator,
-    never by the wrapped EventStream."""
+    never by the wrapped EventStream.
+
+    The user owns every event the moment it is yielded (langchain-aws pops ``usage`` out of
+    the ConverseStream ``metadata`` event), so what counting needs is taken before that:
+    for InvokeModel streams the chunk's ``bytes`` (immutable) of the first and last two
+    chunks, parsed only at the end; for ConverseStream the usage, latency and stop reason,
+    read from the one event that carries each, as plain values."""
 
     __slots__ = (
-        "__weakref__", "_collector", "_family", "_kind", "first", "last", "prev", "record",
-        "saw_final", "ttfc",
+        "__weakref__", "_collector", "_family", "_kind", "finish", "first", "last", "latency",
+        "prev", "record", "saw_final", "ttfc", "usage",
     )
 
     def __init__(
@@ -58,43 +67,61 @@ class _StreamState:
         self._kind = kind  # "invoke" | "converse"
         self._family = family
         self._collector = collector
-        self.first: Any = None
-        self.prev: Any = None
-        self.last: Any = None
+        # InvokeModel streams: chunk payloads (bytes) of the first and the last two chunks.
+        self.first: Optional[bytes] = None
+        self.prev: Optional[bytes] = None
+        self.last: Optional[bytes] = None
+        # ConverseStream: what the metadata and messageStop events said, copied out.
+        self.usage: Optional[Usage] = None
+        self.latency: Optional[int] = None
+        self.finish: Optional[tuple[str, ...]] = None
         self.saw_final = False
         self.ttfc: Optional[float] = None
         with _open_lock:
             _open.add(self)
 
-    # -- per event -------------------------------------------------------------------------
+    # -- per event (called before the event is handed to the user) -------------------------
     def observer(self) -> Callable[[Any], None]:
         """The per-event function: specialised per operation unless content is captured."""
         if self._collector is not None:
             return self.observe
         return self._observe_invoke if self._kind == "invoke" else self._observe_converse
 
-    def _first_event(self, event: Any) -> None:
-        self.ttfc = time.perf_counter() - self.record.start
-        self.first = event
-
     def _observe_invoke(self, event: Any) -> None:
         if self.ttfc is None:
-            self._first_event(event)
-        self.prev = self.last
-        self.last = event
+            self.ttfc = time.perf_counter() - self.record.start
         try:
-            if _METRICS_MARKER in event["chunk"]["bytes"]:
-                self.saw_final = True
+            data = event["chunk"]["bytes"]
         except (KeyError, TypeError):
-            pass  # not a chunk event: nothing to look for
+            return  # not a chunk event: nothing to look for
+        if not isinstance(data, bytes):
+            return
+        if self.first is None:
+            self.first = data
+        self.prev = self.last
+        self.last = data
+        if _METRICS_MARKER in data:
+            self.saw_final = True
 
     def _observe_converse(self, event: Any) -> None:
         if self.ttfc is None:
-            self._first_event(event)
-        self.prev = self.last
-        self.last = event
+            self.ttfc = time.perf_counter() - self.record.start
         if "metadata" in event:
-            self.saw_final = True
+            self._take_metadata(event["metadata"])
+        elif "messageStop" in event:
+            stop = event["messageStop"]
+            reason = stop.get("stopReason") if isinstance(stop, Mapping) else None
+            if isinstance(reason, str) and reason:
+                self.finish = (reason,)
+
+    def _take_metadata(self, metadata: Any) -> None:
+        self.saw_final = True
+        if not isinstance(metadata, Mapping):
+            return
+        self.usage = from_converse(metadata.get("usage"), "stream_metadata")
+        metrics = metadata.get("metrics")
+        if isinstance(metrics, Mapping):
+            self.latency = to_count(metrics.get("latencyMs"))
 
     def observe(self, event: Any) -> None:
         """The observer used when content is captured: counting, then the reply text."""
@@ -141,20 +168,22 @@ class _StreamState:
         # Drop the kept events: the proxy may live on in the user's hands.
         self.first = self.prev = self.last = None
 
-    def _kept(self) -> list[Any]:
-        kept: list[Any] = []
-        for event in (self.first, self.prev, self.last):
-            if event is not None and not any(event is k for k in kept):
-                kept.append(event)
-        return kept
-
     def _summarise(self, attrs: dict[str, Any]) -> Optional[Usage]:
         if self._kind == "invoke":
             return self._summarise_invoke(attrs)
-        return self._summarise_converse(attrs)
+        if self.latency is not None:
+            attrs[names.AWS_BEDROCK_CONVERSE_LATENCY] = self.latency
+        if self.finish is not None:
+            attrs[names.GEN_AI_RESPONSE_FINISH_REASONS] = self.finish
+        self._add_output(attrs, self.finish)
+        return self.usage
 
     def _summarise_invoke(self, attrs: dict[str, Any]) -> Optional[Usage]:
-        chunks = [c for c in (_parse_chunk(e) for e in self._kept()) if c is not None]
+        kept: list[bytes] = []
+        for data in (self.first, self.prev, self.last):
+            if data is not None and not any(data is k for k in kept):
+                kept.append(data)
+        chunks = [c for c in map(_parse_json, kept) if c is not None]
         metrics, info = families.extract_stream_chunks(self._family, chunks)
         for chunk in chunks:
             invocation, first_byte = families.invocation_latencies(chunk)
@@ -166,23 +195,6 @@ class _StreamState:
         self._add_output(attrs, info.finish_reasons)
         return merge(metrics, info.usage)
 
-    def _summarise_converse(self, attrs: dict[str, Any]) -> Optional[Usage]:
-        usage: Optional[Usage] = None
-        for event in self._kept():
-            if not isinstance(event, Mapping):
-                continue
-            metadata = event.get("metadata")
-            if isinstance(metadata, Mapping):
-                usage = from_converse(metadata.get("usage"), "stream_metadata")
-                latency = metadata.get("metrics")
-                if isinstance(latency, Mapping) and isinstance(latency.get("latencyMs"), int):
-                    attrs[names.AWS_BEDROCK_CONVERSE_LATENCY] = latency["latencyMs"]
-            stop = event.get("messageStop")
-            if isinstance(stop, Mapping) and isinstance(stop.get("stopReason"), str):
-                attrs[names.GEN_AI_RESPONSE_FINISH_REASONS] = (stop["stopReason"],)
-        self._add_output(attrs, attrs.get(names.GEN_AI_RESPONSE_FINISH_REASONS))
-        return usage
-
     def _add_output(self, attrs: dict[str, Any], finish: Optional[tuple[str, ...]]) -> None:
         if self._collector is not None:
             attrs.update(
@@ -192,7 +204,10 @@ class _StreamState:
 
 def _parse_chunk(event: Any) -> Any:
     chunk = event.get("chunk") if isinstance(event, Mapping) else None
-    data = chunk.get("bytes") if isinstance(chunk, Mapping) else None
+    return _parse_json(chunk.get("bytes") if isinstance(chunk, Mapping) else None)
+
+
+def _parse_json(data: Any) -> Any:
     if not isinstance(data, (bytes, str)):
         return None
     try:
