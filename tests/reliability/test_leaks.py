@@ -238,6 +238,7 @@ class _Counting(SpanProcessor):
 def _botocore_state() -> dict[str, Any]:
     registry = coexist._registry()
     return {
+        "contrib registries": [dict(r) for r in coexist._registries()],
         "_make_api_call": BaseClient.__dict__["_make_api_call"],
         "BaseClient attributes": sorted(BaseClient.__dict__),
         "contrib registry": dict(registry) if registry is not None else None,

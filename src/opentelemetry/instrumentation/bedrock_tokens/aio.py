@@ -1,0 +1,194 @@
+"""The asynchronous driver: aiobotocore's ``AioBaseClient._make_api_call``.
+
+It drives the same :class:`~.patch.Call` as the botocore wrapper (describe, open, settle),
+so spans, attributes, counts and metrics come from the same code; what is its own is only
+what awaiting needs: the original call is awaited, the InvokeModel body (an aiohttp or httpx
+``StreamingBody``) is read with ``await``, and event streams get the ``async for`` proxy.
+
+The wrapper itself is not a coroutine function: for any other service it returns the
+original coroutine untouched, so those calls pay one attribute lookup and one compare.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import TYPE_CHECKING, Any, Optional
+
+from . import patch
+from .streams import AsyncStreamProxy
+from .usage import to_count
+
+_logger = logging.getLogger(__name__)
+
+_BODY_CHUNK = 64 * 1024
+
+
+async def call_async(handler: patch.Handler, wrapped: Any, client: Any, args: Any,
+                     kwargs: Any) -> Any:
+    call = handler.begin(client, args, kwargs, precount=False)
+    if call is None:
+        return await wrapped(*args, **kwargs)
+    call.open(None)  # pre-count for async clients: not yet
+    with call:
+        result = await wrapped(*args, **kwargs)
+    if call.settle(result, AsyncStreamProxy):
+        call.settle_body(await take_body(result))
+    return result
+
+
+def make_api_call_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    handler = patch.active
+    if handler is None:
+        return wrapped(*args, **kwargs)
+    try:
+        service = instance._service_model.service_name
+    except AttributeError:
+        return wrapped(*args, **kwargs)
+    if service != patch.SERVICE:
+        return wrapped(*args, **kwargs)
+    return call_async(handler, wrapped, instance, args, kwargs)
+
+
+make_api_call_wrapper._bedrock_tokens = True  # type: ignore[attr-defined]
+
+
+# -- the InvokeModel body -------------------------------------------------------------------------
+# The body is read before the result is returned (when only it can give the counts, or the
+# finish reason, id and model), and a body of the user's own class is put back whose reads
+# give what the original's would have: the same bytes, the same errors at the same points,
+# the same length check. How a transport fails mid-body differs, so each is replayed at the
+# level its own body class reads from:
+#   aiohttp  a short or cut body raises from its StreamReader once the data before the cut
+#            has been read: replayed above the class's read() (bytes, then the error);
+#   httpx    the class buffers what ``aiter_raw()`` yields and converts httpx's errors
+#            itself: the raw chunks and the raw error are replayed below it, so its own
+#            buffering and conversion run unchanged.
+
+
+class _Replay:
+    """aiohttp: the bytes the instrumentation read, then the error the original raised, raised
+    once, by whichever read reaches it (a whole-body read reaches it at once and loses the
+    bytes, as the original's does). Mixed in before aiobotocore's own body class, whose
+    iteration, line splitting, ``tell`` and ``async with`` then run unchanged over it."""
+
+    _replay: io.BytesIO
+    _replay_size: int
+    _replay_error: Optional[BaseException]
+    _amount_read: int
+
+    if TYPE_CHECKING:
+        def _verify_content_length(self) -> None: ...  # botocore's, from the body class
+
+    def _take(self, amt: Optional[int]) -> bytes:
+        whole = amt is None or amt < 0
+        if whole and self._replay_error is not None:
+            self._replay = io.BytesIO()
+            self._raise()
+        chunk = self._replay.read(None if whole else amt)
+        if not chunk and amt != 0 and self._replay_error is not None:
+            self._raise()
+        return chunk
+
+    def _raise(self) -> None:
+        error, self._replay_error = self._replay_error, None
+        assert error is not None
+        raise error
+
+    async def read(self, amt: Optional[int] = None) -> bytes:
+        if amt == 0:
+            return b""
+        chunk = self._take(amt)
+        self._amount_read += len(chunk)
+        if amt is None or (not chunk and amt > 0):
+            self._verify_content_length()
+        return chunk
+
+    async def readinto(self, b: Any) -> int:
+        if len(b) == 0:
+            return 0
+        chunk = self._take(len(b))
+        b[: len(chunk)] = chunk
+        self._amount_read += len(chunk)
+        if not chunk:
+            self._verify_content_length()
+        return len(chunk)
+
+    def readable(self) -> bool:
+        return self._replay_error is not None or self._replay.tell() < self._replay_size
+
+
+class _RawReplay:
+    """httpx: the raw chunks, then the raw error, in place of ``aiter_raw()``."""
+
+    _stream_iter: Any
+    _replay_chunks: list[bytes]
+    _replay_error: Optional[BaseException]
+
+    def _ensure_stream(self) -> None:
+        if self._stream_iter is None:
+            self._stream_iter = _chunks_then(self._replay_chunks, self._replay_error)
+
+
+async def _chunks_then(chunks: list[bytes], error: Optional[BaseException]) -> Any:
+    for chunk in chunks:
+        yield chunk
+    if error is not None:
+        raise error
+
+
+_replay_classes: dict[tuple[type, type], type] = {}
+
+
+def _replay_class(mixin: type, body_class: type) -> type:
+    found = _replay_classes.get((mixin, body_class))
+    if found is None:
+        # The user's class, by name and by isinstance; only the reads are ours.
+        found = type(body_class.__name__, (mixin, body_class), {"__module__": __name__})
+        _replay_classes[(mixin, body_class)] = found
+    return found
+
+
+async def take_body(result: Any) -> Optional[bytes]:
+    """Read the InvokeModel body and put back one that replays it; the bytes when the body
+    arrived whole, else None (a body cut short gives no counts)."""
+    try:
+        return await _take_body(result)
+    except Exception:
+        _logger.debug("bedrock-tokens: could not read a response body", exc_info=True)
+        return None
+
+
+async def _take_body(result: Any) -> Optional[bytes]:
+    body = result.get("body") if isinstance(result, dict) else None
+    raw = getattr(body, "_raw_stream", None)
+    if body is None or raw is None or not hasattr(body, "read"):
+        return None
+    length = to_count(getattr(body, "_content_length", None))
+    parts: list[bytes] = []
+    error: Optional[BaseException] = None
+    httpx_raw = getattr(body, "_stream_iter", False) is None and hasattr(raw, "aiter_raw")
+    try:
+        if httpx_raw:
+            async for chunk in raw.aiter_raw():
+                parts.append(chunk)
+        else:
+            while True:
+                chunk = await body.read(_BODY_CHUNK)
+                if not chunk:
+                    break
+                parts.append(chunk)
+    except Exception as exc:
+        error = exc
+    if httpx_raw:
+        replay = _replay_class(_RawReplay, type(body))(raw, body._content_length)
+        replay._replay_chunks = parts
+    else:
+        replay = _replay_class(_Replay, type(body))(raw, body._content_length)
+        replay._replay = io.BytesIO(b"".join(parts))
+        replay._replay_size = sum(map(len, parts))
+    replay._replay_error = error
+    result["body"] = replay
+    data = b"".join(parts)
+    complete = error is None and (length is None or len(data) == length)
+    return data if complete else None
