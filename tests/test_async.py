@@ -161,6 +161,25 @@ async def test_httpx_event_streams_fail_unchanged(
         assert span.status.status_code is StatusCode.ERROR
 
 
+@pytest.mark.parametrize("bedrock_async_client", ["httpx"], indirect=True)
+async def test_httpx_bytearray_body_fails_unchanged(
+    instrument: Any, bedrock_async_client: Any, bedrock_telemetry: Any
+) -> None:
+    """aiobotocore's httpx transport cannot send a bytearray body; the same with us."""
+    async def attempt() -> Any:
+        try:
+            await bedrock_async_client.invoke_model(
+                modelId=CLAUDE, body=bytearray(body_for(CLAUDE)))
+        except Exception as exc:
+            return _raised(exc)
+        return "sent"
+
+    plain = await attempt()
+    instrument()
+    assert await attempt() == plain
+    assert len(bedrock_telemetry.spans()) == 1
+
+
 # -- the InvokeModel body, every way it can be read ----------------------------------------------
 async def _read(body: Any) -> list[Any]:
     return [await body.read(), await body.read(), body.tell()]

@@ -67,10 +67,11 @@ make_api_call_wrapper._bedrock_tokens = True  # type: ignore[attr-defined]
 
 
 class _Replay:
-    """aiohttp: the bytes the instrumentation read, then the error the original raised, raised
-    once, by whichever read reaches it (a whole-body read reaches it at once and loses the
-    bytes, as the original's does). Mixed in before aiobotocore's own body class, whose
-    iteration, line splitting, ``tell`` and ``async with`` then run unchanged over it."""
+    """aiohttp: the bytes the instrumentation read, then the error the original raised, by
+    every read that reaches it (a whole-body read reaches it at once and loses the bytes):
+    aiohttp's StreamReader keeps its exception and raises it on every later read. Mixed in
+    before aiobotocore's own body class, whose iteration, line splitting, ``tell`` and
+    ``async with`` then run unchanged over it."""
 
     _replay: io.BytesIO
     _replay_size: int
@@ -80,22 +81,26 @@ class _Replay:
     if TYPE_CHECKING:
         def _verify_content_length(self) -> None: ...  # botocore's, from the body class
 
+    _replay_closed = False
+
+    def close(self) -> None:  # aiohttp's close() is sync
+        super().close()  # type: ignore[misc]
+        self._replay_closed = True
+
     def _take(self, amt: Optional[int]) -> bytes:
         whole = amt is None or amt < 0
-        if whole and self._replay_error is not None:
+        error = self._replay_error
+        if whole and error is not None:
             self._replay = io.BytesIO()
-            self._raise()
+            raise error
         chunk = self._replay.read(None if whole else amt)
-        if not chunk and amt != 0 and self._replay_error is not None:
-            self._raise()
+        if not chunk and error is not None:
+            raise error
         return chunk
 
-    def _raise(self) -> None:
-        error, self._replay_error = self._replay_error, None
-        assert error is not None
-        raise error
-
     async def read(self, amt: Optional[int] = None) -> bytes:
+        if self._replay_closed:  # the class's own read of its closed response: what it raises
+            return await super().read(amt)  # type: ignore[misc,no-any-return]
         if amt == 0:
             return b""
         chunk = self._take(amt)
@@ -105,6 +110,8 @@ class _Replay:
         return chunk
 
     async def readinto(self, b: Any) -> int:
+        if self._replay_closed:
+            return await super().readinto(b)  # type: ignore[misc,no-any-return]
         if len(b) == 0:
             return 0
         chunk = self._take(len(b))
@@ -114,27 +121,38 @@ class _Replay:
             self._verify_content_length()
         return len(chunk)
 
-    def readable(self) -> bool:
+    def readable(self) -> bool:  # aiohttp's: not at EOF (a failed reader never reaches it)
         return self._replay_error is not None or self._replay.tell() < self._replay_size
 
 
 class _RawReplay:
-    """httpx: the raw chunks, then the raw error, in place of ``aiter_raw()``."""
+    """httpx: the raw chunks, then the raw error, in place of ``aiter_raw()``; once the user
+    has closed the body, what httpx's ``aiter_raw()`` of a closed response raises."""
 
     _stream_iter: Any
     _replay_chunks: list[bytes]
     _replay_error: Optional[BaseException]
+    _replay_closed = False
+
+    async def close(self) -> None:  # httpx's close() is async, and aclose() is close()
+        self._replay_closed = True
+        await super().close()  # type: ignore[misc]
+
+    aclose = close
 
     def _ensure_stream(self) -> None:
         if self._stream_iter is None:
-            self._stream_iter = _chunks_then(self._replay_chunks, self._replay_error)
+            self._stream_iter = self._replay_raw()
 
+    async def _replay_raw(self) -> Any:
+        for chunk in self._replay_chunks:
+            if self._replay_closed:
+                from httpx import StreamClosed
 
-async def _chunks_then(chunks: list[bytes], error: Optional[BaseException]) -> Any:
-    for chunk in chunks:
-        yield chunk
-    if error is not None:
-        raise error
+                raise StreamClosed()
+            yield chunk
+        if self._replay_error is not None:
+            raise self._replay_error
 
 
 _replay_classes: dict[tuple[type, type], type] = {}
