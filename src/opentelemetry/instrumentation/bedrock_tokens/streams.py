@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import wrapt
 
 from . import families, names
-from .content import TextCollector, output_attributes, stream_delta_text
+from .content import Capture, TextCollector, stream_delta_text
 from .record import CallRecord
 from .usage import Usage, from_converse, merge
 
@@ -47,8 +47,8 @@ class _StreamState:
     never by the wrapped EventStream."""
 
     __slots__ = (
-        "__weakref__", "_collector", "_family", "_kind", "first", "last", "prev", "record",
-        "saw_final", "ttfc",
+        "__weakref__", "_chunk_interval", "_collector", "_family", "_kind", "_last_at", "first",
+        "last", "prev", "record", "saw_final", "ttfc",
     )
 
     def __init__(
@@ -63,6 +63,8 @@ class _StreamState:
         self.last: Any = None
         self.saw_final = False
         self.ttfc: Optional[float] = None
+        self._last_at = 0.0  # perf_counter() at the previous event
+        self._chunk_interval = record.chunk_interval  # time_per_output_chunk, per later event
         with _open_lock:
             _open.add(self)
 
@@ -73,13 +75,17 @@ class _StreamState:
             return self.observe
         return self._observe_invoke if self._kind == "invoke" else self._observe_converse
 
-    def _first_event(self, event: Any) -> None:
-        self.ttfc = time.perf_counter() - self.record.start
-        self.first = event
+    def _timing(self, event: Any) -> None:
+        now = time.perf_counter()
+        if self.ttfc is None:
+            self.ttfc = now - self.record.start
+            self.first = event
+        else:
+            self._chunk_interval(now - self._last_at)
+        self._last_at = now
 
     def _observe_invoke(self, event: Any) -> None:
-        if self.ttfc is None:
-            self._first_event(event)
+        self._timing(event)
         self.prev = self.last
         self.last = event
         try:
@@ -89,8 +95,7 @@ class _StreamState:
             pass  # not a chunk event: nothing to look for
 
     def _observe_converse(self, event: Any) -> None:
-        if self.ttfc is None:
-            self._first_event(event)
+        self._timing(event)
         self.prev = self.last
         self.last = event
         if "metadata" in event:
@@ -185,9 +190,7 @@ class _StreamState:
 
     def _add_output(self, attrs: dict[str, Any], finish: Optional[tuple[str, ...]]) -> None:
         if self._collector is not None:
-            attrs.update(
-                output_attributes(self._collector.text(), finish, self._collector.limit)
-            )
+            attrs.update(self._collector.output_attributes(finish))
 
 
 def _parse_chunk(event: Any) -> Any:
@@ -252,13 +255,13 @@ def wrap_stream(
     record: CallRecord,
     kind: str,
     family: str,
-    content_limit: Optional[int],
+    capture: Optional[Capture],
 ) -> bool:
     """Replace ``result[key]`` by a proxy; False (and nothing replaced) if there is no stream."""
     stream = result.get(key)
     if stream is None or not hasattr(stream, "__iter__"):
         return False
-    collector = TextCollector(content_limit) if content_limit is not None else None
+    collector = capture.collector() if capture is not None else None
     state = _StreamState(record, kind, family, collector)
     result[key] = StreamProxy(stream, state)
     return True
