@@ -209,3 +209,23 @@ def test_content_goes_where_the_setting_says(
         {"type": "text", "content": "be brief"}]
     assert event.attributes["gen_ai.usage.output_tokens"] == span.attributes[
         "gen_ai.usage.output_tokens"]
+
+
+@pytest.mark.parametrize("chunk_timing", [True, False])
+def test_time_per_output_chunk_is_one_value_per_event_after_the_first(
+    chunk_timing: bool, instrument: Callable[..., Any], bedrock_client: Any,
+    bedrock_emulator: Any, bedrock_telemetry: Any,
+) -> None:
+    instrument(chunk_timing=chunk_timing)
+    bedrock_emulator.set_scenario(Scenario(stream_events=25, chunk_delay=0.002))
+    events = list(bedrock_client.converse_stream(modelId=NOVA,
+                                                 messages=converse_messages())["stream"])
+    name = "gen_ai.client.operation.time_per_output_chunk"
+    if not chunk_timing:  # OTEL_INSTRUMENTATION_BEDROCK_TOKENS_CHUNK_TIMING=false
+        assert bedrock_telemetry.metric_points(name) == []
+        return
+    (point,) = bedrock_telemetry.metric_points(name)
+    assert point.count == len(events) - 1
+    # every interval includes the emulator's delay between events, none is negative
+    assert point.min >= 0 and point.sum >= 0.002 * (len(events) - 10)
+    assert point.attributes["gen_ai.request.model"] == NOVA

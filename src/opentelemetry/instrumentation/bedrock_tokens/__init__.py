@@ -72,6 +72,7 @@ class BedrockTokensInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             settings.schema,  # the convention in force, chosen once
             kwargs.get("logger_provider"),
             events=settings.content_events,
+            chunk_timing=settings.chunk_timing,
         )
         precounter = None
         if settings.precount != "off":

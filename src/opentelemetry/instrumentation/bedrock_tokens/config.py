@@ -38,6 +38,7 @@ class Settings:
     parse_response_body: bool = True
     emit_legacy_system: bool = False
     replace_contrib: bool = True
+    chunk_timing: bool = True
     precount: str = "off"
     precount_sample_ratio: float = 1.0
     precount_timeout: float = 0.25
@@ -128,6 +129,9 @@ SETTINGS: tuple[_Spec, ...] = (
     _Spec("replace_contrib", _bool,
           "Make the contrib botocore instrumentation step aside for the Bedrock operations this "
           "package traces, so each call has one GenAI span and one set of metrics."),
+    _Spec("chunk_timing", _bool,
+          "Record gen_ai.client.operation.time_per_output_chunk, one value per stream event "
+          "after the first (the SDK histogram call is most of the per-event cost)."),
     _Spec("precount", _mode,
           "Pre-count input tokens with CountTokens: off | blocking | background."),
     _Spec("precount_sample_ratio", _ratio, "Fraction of calls to pre-count, 0 to 1."),

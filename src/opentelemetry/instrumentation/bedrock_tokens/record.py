@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from opentelemetry.trace import Span, SpanContext, Status, StatusCode
 
@@ -190,6 +190,16 @@ class CallRecord:
             for key in names.CONTENT_ATTRIBUTES:
                 attrs.pop(key, None)
 
-    def chunk_interval(self, seconds: float) -> None:
-        """One ``time_per_output_chunk`` value: a stream's chunk after the first."""
-        self._telemetry.time_per_output_chunk.record(seconds, self.metric_attrs.base)
+    def chunk_recorder(self) -> Optional[Callable[[float], None]]:
+        """What a stream calls per chunk after the first with the time since the previous
+        one (``time_per_output_chunk``); None when chunk timing is off."""
+        histogram = self._telemetry.time_per_output_chunk
+        if histogram is None:
+            return None
+        attrs = self.metric_attrs.base
+        record = histogram.record
+
+        def chunk_interval(seconds: float) -> None:
+            record(seconds, attrs)
+
+        return chunk_interval

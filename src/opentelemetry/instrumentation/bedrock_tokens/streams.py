@@ -64,7 +64,7 @@ class _StreamState:
         self.saw_final = False
         self.ttfc: Optional[float] = None
         self._last_at = 0.0  # perf_counter() at the previous event
-        self._chunk_interval = record.chunk_interval  # time_per_output_chunk, per later event
+        self._chunk_interval = record.chunk_recorder()  # time_per_output_chunk, or None
         with _open_lock:
             _open.add(self)
 
@@ -80,7 +80,7 @@ class _StreamState:
         if self.ttfc is None:
             self.ttfc = now - self.record.start
             self.first = event
-        else:
+        elif self._chunk_interval is not None:
             self._chunk_interval(now - self._last_at)
         self._last_at = now
 

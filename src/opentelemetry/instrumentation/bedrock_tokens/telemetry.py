@@ -52,6 +52,7 @@ class Telemetry:
         schema: names.Schema = names.SCHEMA_V1_41,
         logger_provider: Any = None,
         events: bool = False,
+        chunk_timing: bool = True,
     ) -> None:
         self.schema = schema
         url = schema.schema_url
@@ -78,13 +79,16 @@ class Telemetry:
             description="Time from the start of a streamed call to the first chunk it returned.",
             explicit_bucket_boundaries_advisory=names.DURATION_BUCKETS,
         )
-        self.time_per_output_chunk = meter.create_histogram(
-            schema.time_per_output_chunk,
-            unit=names.UNIT_SECONDS,
-            description="Time from the previous chunk of a stream to this one, per chunk after "
-                        "the first.",
-            explicit_bucket_boundaries_advisory=names.DURATION_BUCKETS,
-        )
+        # None when chunk timing is off: streams then skip the per-event histogram call
+        self.time_per_output_chunk: Optional[Histogram] = None
+        if chunk_timing:
+            self.time_per_output_chunk = meter.create_histogram(
+                schema.time_per_output_chunk,
+                unit=names.UNIT_SECONDS,
+                description="Time from the previous chunk of a stream to this one, per chunk "
+                            "after the first.",
+                explicit_bucket_boundaries_advisory=names.DURATION_BUCKETS,
+            )
         self.record_usage: UsageRecorder
         if schema.token_usage_by_type:
             self.token_usage = meter.create_histogram(
