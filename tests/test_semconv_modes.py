@@ -229,3 +229,20 @@ def test_time_per_output_chunk_is_one_value_per_event_after_the_first(
     # every interval includes the emulator's delay between events, none is negative
     assert point.min >= 0 and point.sum >= 0.002 * (len(events) - 10)
     assert point.attributes["gen_ai.request.model"] == NOVA
+
+
+def test_a_failed_call_still_has_its_content_event_with_the_error(
+    instrument: Callable[..., Any], bedrock_client: Any, bedrock_emulator: Any,
+    bedrock_telemetry: Any, logs: Any,
+) -> None:
+    instrument(logger_provider=logs, capture_content="EVENT_ONLY")
+    bedrock_emulator.set_scenario(Scenario(error_status=429))
+    with pytest.raises(Exception, match="Throttling"):
+        bedrock_client.converse(modelId=NOVA, messages=converse_messages())
+    span = bedrock_telemetry.spans()[-1]
+    assert "gen_ai.input.messages" not in span.attributes  # EVENT_ONLY: never on the span
+    (found,) = logs.exporter.get_finished_logs()
+    event = found.log_record
+    assert event.attributes["error.type"] == span.attributes["error.type"] == (
+        "ThrottlingException")
+    assert event.attributes["gen_ai.input.messages"][0]["parts"][0]["content"] == PROMPT

@@ -164,12 +164,11 @@ class CallRecord:
         if ttfc is not None:
             attrs[names.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttfc
             tel.time_to_first_chunk.record(ttfc, base)
+        if self.capture is not None:
+            self._content(span, attrs, error)
         if error is not None:
             etype = error_type(error)
             attrs[names.ERROR_TYPE] = etype
-        if self.capture is not None:
-            self._content(span, attrs)
-        if error is not None:
             span.set_attributes(attrs)
             span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
             metric_attrs.duration.record(duration, {**(base or {}), names.ERROR_TYPE: etype})
@@ -178,14 +177,18 @@ class CallRecord:
                 span.set_attributes(attrs)
             metric_attrs.duration.record(duration, base)
 
-    def _content(self, span: Span, attrs: dict[str, Any]) -> None:
+    def _content(
+        self, span: Span, attrs: dict[str, Any], error: Optional[BaseException]
+    ) -> None:
         """The content event (EVENT_ONLY, SPAN_AND_EVENT), and no content on the span unless
         it was asked for there (the output content arrives in ``attrs``)."""
         capture = self.capture
         assert capture is not None
         if capture.on_event:
-            capture.emit_event(span, {**(self.metric_attrs.base or {}), **(self.content or {}),
-                                      **attrs})
+            details = {**(self.metric_attrs.base or {}), **(self.content or {}), **attrs}
+            if error is not None:
+                details[names.ERROR_TYPE] = error_type(error)
+            capture.emit_event(span, details)
         if not capture.on_span:
             for key in names.CONTENT_ATTRIBUTES:
                 attrs.pop(key, None)
