@@ -89,3 +89,6 @@ SCHEMA_URLS = {"v1.41": "https://opentelemetry.io/schemas/1.41.0",
 
 # The schema's finish-reason enum (gen-ai-output-messages.json, FinishReason)
 FINISH_REASONS = {"stop", "length", "content_filter", "tool_call", "error"}
+
+# gen_ai.request.top_k: double in v1.41 (registry), int on main (#217)
+TOP_K_TYPE = {"v1.41": float, "latest": int}

@@ -46,7 +46,7 @@ def _workload(client: Any, emulator: Any) -> None:
     stream = client.converse_stream(modelId=NOVA, messages=converse_messages())
     list(stream["stream"])
     body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 30,
-                       "messages": [{"role": "user", "content": PROMPT}]})
+                       "top_k": 40, "messages": [{"role": "user", "content": PROMPT}]})
     client.invoke_model(modelId=CLAUDE, body=body)
     list(client.invoke_model_with_response_stream(modelId=CLAUDE, body=body)["body"])
     client.count_tokens(modelId=CLAUDE, input={"converse": {"messages": converse_messages()}})
@@ -102,6 +102,10 @@ def test_every_emitted_name_is_the_conventions(
     assert not (table.SPAN_ATTRIBUTES[other] - table.SPAN_ATTRIBUTES[mode]) & keys
     assert {"gen_ai.tool.definitions", "gen_ai.input.messages", "gen_ai.output.messages",
             "gen_ai.system_instructions", "gen_ai.usage.cache_read.input_tokens"} <= keys
+
+    top_k = {s.attributes["gen_ai.request.top_k"] for s in got["spans"]
+             if "gen_ai.request.top_k" in s.attributes}
+    assert top_k == {40} and {type(v) for v in top_k} == {table.TOP_K_TYPE[mode]}
 
     # metrics: exactly the mode's table (plus the project's drift metric), kinds, units, keys
     expected = {**table.METRICS[mode], **{

@@ -160,6 +160,8 @@ class Schema:
     # parts of no known type: {"type": <kind>} (v1.41) or {"type": "generic", "generic_type":
     # <kind>} (main, #584)
     generic_part_type: Optional[str]
+    # gen_ai.request.top_k: double in v1.41, int on main (#217)
+    top_k_integer: bool
 
 
 SCHEMA_V1_41: Final = Schema(
@@ -173,6 +175,7 @@ SCHEMA_V1_41: Final = Schema(
     time_per_output_chunk=METRIC_TIME_PER_OUTPUT_CHUNK,
     finish_reason_in_messages=True,
     generic_part_type=None,
+    top_k_integer=False,
 )
 SCHEMA_LATEST: Final = Schema(
     mode="latest",
@@ -186,6 +189,7 @@ SCHEMA_LATEST: Final = Schema(
     time_per_output_chunk=METRIC_INFERENCE_TIME_PER_OUTPUT_CHUNK,
     finish_reason_in_messages=False,
     generic_part_type="generic",
+    top_k_integer=True,
 )
 
 # The schema's finish-reason enum (stop, length, content_filter, tool_call, error) for the raw

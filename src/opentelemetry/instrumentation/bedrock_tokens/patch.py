@@ -202,6 +202,11 @@ class Handler:
         self.settings = settings
         self.telemetry = telemetry
         self.precounter = precounter
+        # gen_ai.request.top_k's type differs between the conventions: chosen once
+        self._request_attributes: Callable[[Any], dict[str, Any]] = (
+            families.request_attributes_integer_top_k if telemetry.schema.top_k_integer
+            else families.request_attributes
+        )
         # Content capture, decided once: None unless the user opted in (span and/or event).
         self._capture: Optional[content.Capture] = None
         if settings.captures_content:
@@ -292,11 +297,11 @@ class Handler:
                 )
             else:
                 operation = families.invoke_operation_name(body, info.is_embedding, family)
-            attrs.update(families.request_attributes(body))
+            attrs.update(self._request_attributes(body))
         elif spec.kind == "converse":
             body = params
             operation = names.OP_CHAT
-            attrs.update(families.request_attributes(params))
+            attrs.update(self._request_attributes(params))
         else:
             operation = names.OP_COUNT_TOKENS
         guardrail = _guardrail(spec, params)
