@@ -250,3 +250,19 @@ def test_a_failed_call_still_has_its_content_event_with_the_error(
     assert event.attributes["error.type"] == span.attributes["error.type"] == (
         "ThrottlingException")
     assert event.attributes["gen_ai.input.messages"][0]["parts"][0]["content"] == PROMPT
+
+
+def test_a_stream_that_fails_has_error_as_the_messages_finish_reason(
+    instrument: Callable[..., Any], bedrock_client: Any, bedrock_emulator: Any,
+    bedrock_telemetry: Any,
+) -> None:
+    instrument(capture_content=True)
+    bedrock_emulator.set_scenario(Scenario(stream_exception="throttlingException",
+                                           stream_exception_after=3))
+    with pytest.raises(Exception, match="hrottling"):
+        list(bedrock_client.converse_stream(modelId=NOVA,
+                                            messages=converse_messages())["stream"])
+    span = bedrock_telemetry.spans()[-1]
+    (message,) = json.loads(span.attributes["gen_ai.output.messages"])
+    assert message["finish_reason"] == "error"
+    assert "gen_ai.response.finish_reasons" not in span.attributes  # none was sent

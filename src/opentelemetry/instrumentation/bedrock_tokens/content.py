@@ -377,13 +377,14 @@ def output_attributes(
 class TextCollector:
     """Collects streamed reply text in a list, joined once, capped: never ``str +=``."""
 
-    __slots__ = ("_capture", "_length", "_parts", "limit")
+    __slots__ = ("_capture", "_length", "_parts", "failed", "limit")
 
     def __init__(self, limit: int, capture: Optional[Capture] = None) -> None:
         self._parts: list[str] = []
         self._length = 0
         self.limit = limit
         self._capture = capture
+        self.failed = False  # the stream ended in an error: the message's finish is "error"
 
     def add(self, text: Any) -> None:
         if isinstance(text, str) and self._length < self.limit:
@@ -394,6 +395,8 @@ class TextCollector:
         return "".join(self._parts)[: self.limit] if self._parts else None
 
     def output_attributes(self, finish_reasons: Optional[tuple[str, ...]]) -> dict[str, str]:
+        if self.failed:
+            finish_reasons = ("error",)
         if self._capture is not None:
             return self._capture.output_attributes(self.text(), finish_reasons)
         return output_attributes(self.text(), finish_reasons, self.limit)

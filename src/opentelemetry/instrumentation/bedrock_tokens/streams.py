@@ -138,6 +138,8 @@ class _StreamState:
             return
         usage: Optional[Usage] = None
         attrs: dict[str, Any] = {names.AWS_BEDROCK_STREAM_OUTCOME: outcome}
+        if error is not None and self._collector is not None:
+            self._collector.failed = True  # the captured reply ended abnormally
         try:
             usage = self._summarise(attrs)
         except Exception:
