@@ -76,13 +76,14 @@ class _StreamState:
         return self._observe_invoke if self._kind == "invoke" else self._observe_converse
 
     def _timing(self, event: Any) -> None:
-        now = time.perf_counter()
         if self.ttfc is None:
+            self._last_at = now = time.perf_counter()
             self.ttfc = now - self.record.start
             self.first = event
-        elif self._chunk_interval is not None:
+        elif self._chunk_interval is not None:  # no clock read at all when chunk timing is off
+            now = time.perf_counter()
             self._chunk_interval(now - self._last_at)
-        self._last_at = now
+            self._last_at = now
 
     def _observe_invoke(self, event: Any) -> None:
         self._timing(event)
