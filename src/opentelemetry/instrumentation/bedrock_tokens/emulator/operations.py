@@ -86,7 +86,8 @@ class Outcome:
 class EmulatorState:
     """Everything shared by the handler threads; each part guards itself with a lock."""
 
-    def __init__(self, max_requests: int = 10_000) -> None:
+    def __init__(self, max_requests: int = 10_000, *, scenario_headers: bool = False) -> None:
+        self.scenario_headers = scenario_headers
         self.scenarios = ScenarioBook()
         self.cache = PromptCache()
         self.log = RequestLog(max_requests)
@@ -216,10 +217,17 @@ def _route(method: str, target: str) -> tuple[str, str]:
 def _dispatch(state: EmulatorState, incoming: Incoming, record: _Record) -> Outcome:
     operation, model_id = _route(incoming.method, incoming.target)
     record.operation, record.model_id = operation, model_id
-    try:
-        scenario = state.scenarios.resolve(
-            model_id, operation, incoming.headers.get(SCENARIO_HEADER)
+    header = incoming.headers.get(SCENARIO_HEADER)
+    if header is not None and not state.scenario_headers:
+        raise RequestError(
+            400,
+            "ValidationException",
+            f"The {SCENARIO_HEADER} header is disabled on this emulator; start it with "
+            "BedrockEmulator(scenario_headers=True) or `bedrock-tokens emulator "
+            "--scenario-headers` to let clients choose scenarios.",
         )
+    try:
+        scenario = state.scenarios.resolve(model_id, operation, header)
     except ValueError as exc:
         raise RequestError(
             400, "ValidationException", f"Invalid {SCENARIO_HEADER}: {exc}"
