@@ -110,7 +110,8 @@ def test_stalled_connections_are_closed_after_the_connection_timeout() -> None:
                     sock.sendall(b"POST /model/x/converse HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
                 sockets.append(sock)
             deadline = time.monotonic() + 2
-            while threading.active_count() < baseline + stalled // 2 and time.monotonic() < deadline:
+            while (threading.active_count() < baseline + stalled // 2
+                   and time.monotonic() < deadline):
                 time.sleep(0.02)
             held = threading.active_count() - baseline
             assert _converse(emulator.port)[0] == 200  # still serving

@@ -110,10 +110,10 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server_version
 
     def setup(self) -> None:
-        # StreamRequestHandler applies ``timeout`` to the socket: a connection silent for that
-        # long (idle keep-alive, half a request, a reader that stopped reading) is closed and
-        # its thread ends, instead of being held forever.
-        self.timeout = self.server.connection_timeout
+        # A connection silent for this long (idle keep-alive, half a request, a reader that
+        # stopped reading) times out and is closed, and its thread ends, instead of being held
+        # forever.
+        self.connection.settimeout(self.server.connection_timeout)
         super().setup()
         self.server.track(self.connection, True)
 
