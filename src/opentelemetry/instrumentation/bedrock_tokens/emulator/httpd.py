@@ -113,7 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
         # A connection silent for this long (idle keep-alive, half a request, a reader that
         # stopped reading) times out and is closed, and its thread ends, instead of being held
         # forever.
-        self.connection.settimeout(self.server.connection_timeout)
+        self.request.settimeout(self.server.connection_timeout)
         super().setup()
         self.server.track(self.connection, True)
 
