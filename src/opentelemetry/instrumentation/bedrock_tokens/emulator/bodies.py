@@ -13,9 +13,12 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 from .families import Number, Turn
+from .tools import anthropic_tool_use_id, nova_tool_use_id
 
 __all__ = [
+    "anthropic_content",
     "anthropic_legacy_body",
+    "anthropic_message_id",
     "anthropic_usage",
     "command_r_response",
     "invoke_body",
@@ -61,13 +64,39 @@ def _embedding(seed: str, dimensions: int) -> list[float]:
     return [round(rng.uniform(-1.0, 1.0), 6) for _ in range(dimensions)]
 
 
+def anthropic_message_id(turn: Turn) -> str:
+    """``msg_bdrk_01`` + 22 base58 characters, as Claude on Bedrock names its messages."""
+    return "msg_bdrk_01" + anthropic_tool_use_id(f"{turn.request_id}/msg")[len("toolu_bdrk_01") :]
+
+
+def anthropic_content(turn: Turn) -> list[dict[str, Any]]:
+    """The content blocks of an Anthropic message: thinking, text, tool uses."""
+    reply = turn.reply
+    content: list[dict[str, Any]] = []
+    if reply.reasoning is not None:
+        signature = turn.reasoning_signature
+        content.append({"type": "thinking", "thinking": reply.reasoning, "signature": signature})
+    if reply.events or not reply.tool_calls:
+        content.append({"type": "text", "text": reply.text})
+    for index, call in enumerate(reply.tool_calls):
+        content.append(
+            {
+                "type": "tool_use",
+                "id": anthropic_tool_use_id(f"{turn.request_id}/tool/{index}"),
+                "name": call.name,
+                "input": dict(call.input),
+            }
+        )
+    return content
+
+
 def _body_anthropic(turn: Turn) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "id": "msg_bdrk_" + turn.uid("msg").replace("-", "")[:24],
+        "id": anthropic_message_id(turn),
         "type": "message",
         "role": "assistant",
         "model": turn.model_name,
-        "content": [{"type": "text", "text": turn.reply.text}],
+        "content": anthropic_content(turn),
         "stop_reason": turn.stop_reason,
         "stop_sequence": None,
         "usage": anthropic_usage(turn, turn.reply.output_tokens),
@@ -117,9 +146,24 @@ def _body_cohere_embed(turn: Turn) -> dict[str, Any]:
     }
 
 
+def nova_content(turn: Turn) -> list[dict[str, Any]]:
+    reply = turn.reply
+    content: list[dict[str, Any]] = []
+    if reply.events or not reply.tool_calls:
+        content.append({"text": reply.text})
+    for index, call in enumerate(reply.tool_calls):
+        use = {
+            "name": call.name,
+            "toolUseId": nova_tool_use_id(f"{turn.request_id}/tool/{index}"),
+            "input": dict(call.input),
+        }
+        content.append({"toolUse": use})
+    return content
+
+
 def _body_nova(turn: Turn) -> dict[str, Any]:
     return {
-        "output": {"message": {"content": [{"text": turn.reply.text}], "role": "assistant"}},
+        "output": {"message": {"content": nova_content(turn), "role": "assistant"}},
         "stopReason": turn.stop_reason,
         "usage": nova_usage(turn, total=True),
     }

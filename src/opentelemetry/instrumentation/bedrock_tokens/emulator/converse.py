@@ -11,12 +11,34 @@ from collections.abc import Iterator
 from typing import Any
 
 from .families import Number, Turn
+from .tokenizer import split_pieces
+from .tools import converse_tool_use_id
 
 __all__ = ["converse_body", "converse_events", "converse_metadata"]
 
 
 def _stop_reason(turn: Turn) -> str:
+    if turn.reply.tool_calls:
+        return "tool_use"
     return "max_tokens" if turn.reply.truncated else "end_turn"
+
+
+def _content(turn: Turn) -> list[dict[str, Any]]:
+    reply = turn.reply
+    content: list[dict[str, Any]] = []
+    if reply.reasoning is not None:
+        text = {"text": reply.reasoning, "signature": turn.reasoning_signature}
+        content.append({"reasoningContent": {"reasoningText": text}})
+    if reply.events or not reply.tool_calls:
+        content.append({"text": reply.text})
+    for index, call in enumerate(reply.tool_calls):
+        use = {
+            "toolUseId": converse_tool_use_id(f"{turn.request_id}/tool/{index}"),
+            "name": call.name,
+            "input": dict(call.input),
+        }
+        content.append({"toolUse": use})
+    return content
 
 
 def _usage(turn: Turn) -> dict[str, Number]:
@@ -42,7 +64,7 @@ def _echo(turn: Turn, target: dict[str, Any]) -> None:
 
 def converse_body(turn: Turn, latency_ms: int) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "output": {"message": {"role": "assistant", "content": [{"text": turn.reply.text}]}},
+        "output": {"message": {"role": "assistant", "content": _content(turn)}},
         "stopReason": _stop_reason(turn),
         "usage": _usage(turn),
         "metrics": {"latencyMs": latency_ms},
@@ -53,10 +75,30 @@ def converse_body(turn: Turn, latency_ms: int) -> dict[str, Any]:
 
 def converse_events(turn: Turn) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(event type, payload)`` of every ConverseStream event before ``metadata``."""
+    reply = turn.reply
     yield "messageStart", {"role": "assistant"}
-    for piece in turn.reply.pieces():
-        yield "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}}
-    yield "contentBlockStop", {"contentBlockIndex": 0}
+    index = 0
+    if reply.reasoning is not None:
+        for piece in split_pieces(reply.reasoning):
+            delta = {"reasoningContent": {"text": piece}}
+            yield "contentBlockDelta", {"contentBlockIndex": index, "delta": delta}
+        signature = {"reasoningContent": {"signature": turn.reasoning_signature}}
+        yield "contentBlockDelta", {"contentBlockIndex": index, "delta": signature}
+        yield "contentBlockStop", {"contentBlockIndex": index}
+        index += 1
+    if reply.events or not reply.tool_calls:
+        for piece in reply.pieces():
+            yield "contentBlockDelta", {"contentBlockIndex": index, "delta": {"text": piece}}
+        yield "contentBlockStop", {"contentBlockIndex": index}
+        index += 1
+    for number, call in enumerate(reply.tool_calls):
+        tool_use_id = converse_tool_use_id(f"{turn.request_id}/tool/{number}")
+        start = {"toolUse": {"toolUseId": tool_use_id, "name": call.name}}
+        yield "contentBlockStart", {"contentBlockIndex": index, "start": start}
+        delta = {"toolUse": {"input": call.input_json}}
+        yield "contentBlockDelta", {"contentBlockIndex": index, "delta": delta}
+        yield "contentBlockStop", {"contentBlockIndex": index}
+        index += 1
     yield "messageStop", {"stopReason": _stop_reason(turn)}
 
 

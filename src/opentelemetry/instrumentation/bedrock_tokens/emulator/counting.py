@@ -12,6 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any, Optional, Union
 
+from .families import TOOL_FAMILIES, family_for
+from .modelids import parse_model_id
 from .reply import Reply, build_reply
 from .scenarios import OPERATIONS, Scenario
 from .tokenizer import TextPlan, plan_converse, plan_invoke_body
@@ -25,6 +27,7 @@ __all__ = [
     "output_tokens_for",
     "parse_json_object",
     "plan_for",
+    "tools_apply",
     "validate_converse",
     "validate_invoke",
 ]
@@ -188,14 +191,19 @@ def input_tokens_for(model_id: str, operation: str, request: RequestLike) -> int
     return plan_for(kind, body).total_tokens
 
 
+def tools_apply(kind: str, family: Optional[str]) -> bool:
+    """Whether the model can answer with tool calls: Converse always (the service translates),
+    InvokeModel for the families whose native body has tools (Anthropic Messages, Nova)."""
+    return kind == "Converse" or family in TOOL_FAMILIES
+
+
 def _reply_for(
     model_id: str, operation: str, request: RequestLike, scenario: Optional[Scenario]
 ) -> Reply:
-    del model_id
     _kind, body = _normalise(operation, request)
-    scenario = scenario or Scenario()
     stream = operation in ("InvokeModelWithResponseStream", "ConverseStream")
-    return build_reply(body, scenario.output_text, scenario.stream_events if stream else None)
+    family = None if _kind == "Converse" else family_for(parse_model_id(model_id).base_id, body)
+    return build_reply(body, scenario, stream=stream, tools=tools_apply(_kind, family))
 
 
 def output_text_for(

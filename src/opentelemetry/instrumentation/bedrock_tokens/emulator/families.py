@@ -11,6 +11,8 @@ an alias fall back to the body shape (:func:`family_from_body`).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import uuid
 from collections.abc import Mapping
@@ -22,6 +24,7 @@ from .reply import Reply
 __all__ = [
     "EMBEDDING_FAMILIES",
     "FAMILIES",
+    "TOOL_FAMILIES",
     "Number",
     "Turn",
     "cache_capable",
@@ -48,6 +51,8 @@ FAMILIES = (
     "openai",
 )
 EMBEDDING_FAMILIES = frozenset({"titan-embed", "cohere-embed"})
+# Families whose native InvokeModel body has tools (and answers with tool calls).
+TOOL_FAMILIES = frozenset({"anthropic", "nova"})
 
 # (natural stop, stop at the max-tokens limit) per family, as each API spells them.
 _STOP: Mapping[str, tuple[str, str]] = {
@@ -186,6 +191,8 @@ class Turn:
 
     @property
     def stop_reason(self) -> str:
+        if self.reply.tool_calls:
+            return "tool_use"
         natural, limited = _STOP.get(self.family, ("end_turn", "max_tokens"))
         return limited if self.reply.truncated else natural
 
@@ -196,6 +203,12 @@ class Turn:
             return self.family
         name = self.base_id.partition(".")[2] or self.base_id
         return re.sub(r"-v\d+(:\d+)?$", "", name)
+
+    @property
+    def reasoning_signature(self) -> str:
+        """An opaque signature for the reasoning block, deterministic per request."""
+        raw = hashlib.sha256(f"{self.request_id}/reasoning".encode()).digest() * 4
+        return base64.b64encode(raw).decode("ascii")
 
     def uid(self, salt: str) -> str:
         return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.request_id}/{salt}"))

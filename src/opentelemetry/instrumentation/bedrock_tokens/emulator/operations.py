@@ -24,6 +24,7 @@ from .counting import (
     RequestError,
     count_tokens_target,
     parse_json_object,
+    tools_apply,
     validate_converse,
     validate_invoke,
 )
@@ -284,11 +285,14 @@ def _converse_family(base: Optional[str]) -> Optional[str]:
 
 
 def _cache_counts(
-    state: EmulatorState, capable: bool, model_id: str, plan: TextPlan
+    state: EmulatorState, capable: bool, api: str, model_id: str, plan: TextPlan
 ) -> tuple[int, int]:
+    """Cache read/write for a request. Entries are per model and API (a Converse prefix is
+    not an InvokeModel one: the service renders them differently) and per prefix, which
+    includes where each text sits (tools, system or messages)."""
     if not capable:
         return 0, 0
-    return state.cache.lookup_and_store(model_id, plan.prefixes)
+    return state.cache.lookup_and_store(f"{api}\x00{model_id}", plan.prefixes)
 
 
 def _make_turn(
@@ -301,6 +305,7 @@ def _make_turn(
     cache_reported: bool,
     scenario: Scenario,
     stream: bool,
+    kind: str,
 ) -> Turn:
     read, write = cache
     return Turn(
@@ -312,7 +317,7 @@ def _make_turn(
         cache_read=read,
         cache_write=write,
         cache_reported=cache_reported,
-        reply=build_reply(body, scenario.output_text, scenario.stream_events if stream else None),
+        reply=build_reply(body, scenario, stream=stream, tools=tools_apply(kind, family)),
         omit_body_usage=scenario.omit_body_usage,
         float_counts=scenario.float_counts,
         created=int(time.time()),
@@ -336,14 +341,19 @@ def _invoke(
         raise RequestError(400, "ValidationException", "The model is unsupported for streaming.")
     plan = plan_invoke_body(body)
     capable = cache_capable(family, base)
-    cache = _cache_counts(state, capable, model_id, plan)
-    turn = _make_turn(incoming, base, family, body, plan, cache, capable, scenario, stream)
+    cache = _cache_counts(state, capable, "InvokeModel", model_id, plan)
+    # Nova reports its cache counts on every InvokeModel answer (0 without caching); Claude
+    # only when the request asked for caching (cache_control), as the recordings show.
+    reported = capable and (family == "nova" or bool(plan.prefixes))
+    turn = _make_turn(
+        incoming, base, family, body, plan, cache, reported, scenario, stream, "InvokeModel"
+    )
     out = None if embedding else turn.reply.output_tokens
     record.usage = (
         turn.input_tokens,
         out,
-        turn.cache_read if capable else None,
-        turn.cache_write if capable else None,
+        turn.cache_read if reported else None,
+        turn.cache_write if reported else None,
     )
     echo = [
         (name, incoming.headers[name.lower()])
@@ -376,7 +386,7 @@ def _invoke(
         headers.append(
             ("X-Amzn-Bedrock-Input-Token-Count", _count_header(turn.input_tokens, scenario))
         )
-        if capable:
+        if reported:
             headers.append(
                 (
                     "X-Amzn-Bedrock-Cache-Read-Input-Token-Count",
@@ -410,10 +420,19 @@ def _converse(
     stream = operation == "ConverseStream"
     plan = plan_converse(request)
     capable = cache_capable(family, base)
-    cache = _cache_counts(state, capable, model_id, plan)
+    cache = _cache_counts(state, capable, "Converse", model_id, plan)
     reported = capable and bool(plan.prefixes)
     turn = _make_turn(
-        incoming, base, family or "converse", request, plan, cache, reported, scenario, stream
+        incoming,
+        base,
+        family or "converse",
+        request,
+        plan,
+        cache,
+        reported,
+        scenario,
+        stream,
+        "Converse",
     )
     record.usage = (
         turn.input_tokens,
