@@ -16,7 +16,7 @@ from opentelemetry.instrumentation.bedrock_tokens.emulator import (
     input_tokens_for,
 )
 
-from .support import FAMILIES, PROMPT, REPLY_TOKENS, converse_messages, raw_request
+from .support import FAMILIES, MAX, PROMPT, REPLY_TOKENS, converse_messages, raw_request
 
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
 LONG = "You are a careful assistant who answers in one sentence. " * 20
@@ -28,7 +28,7 @@ def _claude_body(**extra: Any) -> bytes:
     return json.dumps(
         {
             "anthropic_version": "bedrock-2023-05-31",
-            "max_tokens": 50,
+            "max_tokens": MAX,
             "system": [{"type": "text", "text": LONG, "cache_control": {"type": "ephemeral"}}],
             "messages": [{"role": "user", "content": PROMPT}],
             **extra,
