@@ -95,6 +95,11 @@ class _StreamState:
         self.last = event
         if "metadata" in event:
             self.saw_final = True
+            # Apps take the final event apart as they read it (langchain-aws pops
+            # metadata["usage"]): keep a copy of its metadata, made before the app sees it.
+            metadata = event["metadata"]
+            if isinstance(metadata, Mapping):
+                self.last = {"metadata": dict(metadata)}
 
     def observe(self, event: Any) -> None:
         """The observer used when content is captured: counting, then the reply text."""
