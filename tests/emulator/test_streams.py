@@ -89,7 +89,8 @@ def test_anthropic_stream_event_sequence(bedrock_client: Any) -> None:
         "message_stop",
     ]
     # no cache_control in the request: no cache fields (as in the recorded Claude streams)
-    assert chunks[0]["message"]["usage"] == {"input_tokens": family.input_tokens, "output_tokens": 1}
+    usage = chunks[0]["message"]["usage"]
+    assert usage == {"input_tokens": family.input_tokens, "output_tokens": 1}
     assert chunks[-2]["delta"]["stop_reason"] == "end_turn"
 
 
