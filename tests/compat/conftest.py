@@ -181,7 +181,8 @@ def flow(request: pytest.FixtureRequest) -> Iterator[Flow]:
     assert BedrockTokensInstrumentor().is_instrumented_by_opentelemetry, "ours is not active"
     assert BotocoreInstrumentor().is_instrumented_by_opentelemetry, "contrib is not active"
     EMULATOR.reset()
-    yield Flow(request.node.name.removeprefix("test_"))
+    framework = request.node.module.__name__.rpartition(".test_")[2]
+    yield Flow(f"{framework}: {request.node.name.removeprefix('test_')}")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

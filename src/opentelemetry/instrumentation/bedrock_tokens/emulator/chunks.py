@@ -94,6 +94,14 @@ def _stream_anthropic_legacy(turn: Turn) -> Iterator[dict[str, Any]]:
 
 
 def _stream_titan_text(turn: Turn) -> Iterator[dict[str, Any]]:
+    if turn.intervened:  # one chunk, as recorded (the server adds no invocation metrics)
+        yield {
+            "outputText": turn.reply.text,
+            "index": turn.n(0),
+            "totalOutputTextTokenCount": turn.n(turn.reply.output_tokens),
+            "inputTextTokenCount": turn.n(turn.input_tokens),
+        }
+        return
     counts = not turn.omit_body_usage
     first = True
     for piece in turn.reply.pieces():
@@ -162,9 +170,15 @@ def _stream_llama(turn: Turn) -> Iterator[dict[str, Any]]:
 
 
 def _stream_cohere_command(turn: Turn) -> Iterator[dict[str, Any]]:
+    generations = turn.body.get("num_generations")
+    several = isinstance(generations, int) and generations > 1
     for piece in turn.reply.pieces():
-        yield {"text": piece, "is_finished": False}
-    yield {"is_finished": True, "finish_reason": turn.stop_reason}
+        # recorded: "index" only when several generations were asked for
+        yield {"index": 0, "is_finished": False, "text": piece} if several else {
+            "is_finished": False,
+            "text": piece,
+        }
+    yield {"finish_reason": turn.stop_reason, "is_finished": True}
 
 
 def _stream_cohere_command_r(turn: Turn) -> Iterator[dict[str, Any]]:
@@ -205,6 +219,20 @@ def _stream_chat(turn: Turn, stop_key: str, usage: bool) -> Iterator[dict[str, A
     yield final
 
 
+def _stream_openai_completion(turn: Turn) -> Iterator[dict[str, Any]]:
+    def chunk(text: str, stop: Optional[str]) -> dict[str, Any]:
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": stop}
+        return {"object": "text_completion", "id": "", "created": turn.created,
+                "model": "/opt/ml/model", "choices": [choice]}
+
+    for piece in turn.reply.pieces():
+        yield chunk(piece, None)
+    final = chunk("", turn.stop_reason)
+    if not turn.omit_body_usage:
+        final["usage"] = openai_usage(turn)
+    yield final
+
+
 def _stream_deepseek(turn: Turn) -> Iterator[dict[str, Any]]:
     for piece in turn.reply.pieces():
         yield {"choices": [{"text": piece, "stop_reason": None}]}
@@ -224,6 +252,7 @@ _STREAMS: Mapping[str, Callable[[Turn], Iterator[dict[str, Any]]]] = {
     "jamba": lambda turn: _stream_chat(turn, "finish_reason", usage=True),
     "deepseek": _stream_deepseek,
     "openai": lambda turn: _stream_chat(turn, "finish_reason", usage=True),
+    "openai-completion": _stream_openai_completion,
 }
 
 

@@ -20,6 +20,8 @@ __all__ = ["converse_body", "converse_events", "converse_metadata"]
 def _stop_reason(turn: Turn) -> str:
     if turn.reply.tool_calls:
         return "tool_use"
+    if turn.intervened:
+        return "guardrail_intervened"
     return "max_tokens" if turn.reply.truncated else "end_turn"
 
 
@@ -55,7 +57,11 @@ def _usage(turn: Turn) -> dict[str, Number]:
 
 
 def _echo(turn: Turn, target: dict[str, Any]) -> None:
-    """Echo the request's performance and service-tier settings, as the service does."""
+    """Echo the request's performance and service-tier settings, as the service does, and
+    add the guardrail trace when the request asked for one."""
+    guardrail = turn.guardrail
+    if guardrail is not None and guardrail.trace:
+        target["trace"] = guardrail.converse_trace(*turn.guardrail_chars())
     for key in ("performanceConfig", "serviceTier"):
         value = turn.body.get(key)
         if isinstance(value, dict):

@@ -51,6 +51,9 @@ _REQUIRED: Mapping[str, tuple[tuple[str, ...], ...]] = {
     "jamba": (("messages",),),
     "deepseek": (("prompt", "messages"),),
     "openai": (("messages",),),
+    "openai-completion": (("prompt",),),
+    "ai21-j2": (("prompt",),),
+    "cohere-rerank": (("query",), ("documents",)),
 }
 
 
@@ -91,9 +94,16 @@ def validate_invoke(family: str, body: Mapping[str, Any]) -> None:
             )
 
 
-def validate_converse(request: Mapping[str, Any]) -> None:
-    """The checks the Converse API makes on ``messages`` before any model runs."""
+def validate_converse(
+    request: Mapping[str, Any], *, family: Optional[str] = None, prompt_arn: bool = False
+) -> None:
+    """The checks the Converse API makes on ``messages`` before any model runs.
+
+    A Prompt-management ARN brings its own messages: ``messages`` may be absent (variables
+    come in ``promptVariables``). Titan Text accepts consecutive user turns (recorded)."""
     messages = request.get("messages")
+    if prompt_arn and messages is None:
+        return
     if not isinstance(messages, list) or not messages:
         raise _validation(
             "A conversation must start with a user message. "
@@ -113,7 +123,7 @@ def validate_converse(request: Mapping[str, Any]) -> None:
                 "A conversation must start with a user message. "
                 "Try again with a conversation that starts with a user message."
             )
-        if role == previous:
+        if role == previous and not (family == "titan-text" and role == "user"):
             raise _validation("A conversation must alternate between user and assistant roles.")
         previous = role
         content = message.get("content")

@@ -28,7 +28,15 @@ from .counting import (
     validate_converse,
     validate_invoke,
 )
-from .families import EMBEDDING_FAMILIES, Turn, cache_capable, family_for
+from .families import (
+    EMBEDDING_FAMILIES,
+    NON_STREAMING_FAMILIES,
+    RERANK_FAMILIES,
+    Turn,
+    cache_capable,
+    family_for,
+)
+from .guardrails import converse_guardrail, invoke_guardrail
 from .modelids import ModelRef, parse_model_id
 from .recording import RecordedRequest, RequestLog
 from .reply import build_reply
@@ -274,7 +282,7 @@ def _converse_family(base: Optional[str]) -> Optional[str]:
     family = family_for(base, None)
     if base is not None and family is None:
         raise RequestError(400, "ValidationException", _INVALID_MODEL)
-    if family in EMBEDDING_FAMILIES:
+    if family in EMBEDDING_FAMILIES or family in RERANK_FAMILIES:
         raise RequestError(
             400,
             "ValidationException",
@@ -308,6 +316,14 @@ def _make_turn(
     kind: str,
 ) -> Turn:
     read, write = cache
+    intervene = scenario.guardrail == "intervene"
+    if kind == "Converse":
+        guardrail = converse_guardrail(body, intervene)
+    else:
+        guardrail = invoke_guardrail(incoming.headers, intervene)
+    blocked = guardrail is not None and guardrail.intervened
+    # An intervened Titan Text answer reports its counts as floats (as recorded).
+    floats = scenario.float_counts or (blocked and family == "titan-text")
     return Turn(
         request_id=incoming.request_id,
         base_id=base,
@@ -317,10 +333,13 @@ def _make_turn(
         cache_read=read,
         cache_write=write,
         cache_reported=cache_reported,
-        reply=build_reply(body, scenario, stream=stream, tools=tools_apply(kind, family)),
+        reply=build_reply(
+            body, scenario, stream=stream, tools=tools_apply(kind, family), blocked=blocked
+        ),
         omit_body_usage=scenario.omit_body_usage,
-        float_counts=scenario.float_counts,
+        float_counts=floats,
         created=int(time.time()),
+        guardrail=guardrail,
     )
 
 
@@ -337,7 +356,8 @@ def _invoke(
     family = _invoke_family(base, body, model_id)
     stream = operation == "InvokeModelWithResponseStream"
     embedding = family in EMBEDDING_FAMILIES
-    if stream and embedding:
+    rerank = family in RERANK_FAMILIES
+    if stream and family in NON_STREAMING_FAMILIES:
         raise RequestError(400, "ValidationException", "The model is unsupported for streaming.")
     plan = plan_invoke_body(body)
     capable = cache_capable(family, base)
@@ -348,9 +368,9 @@ def _invoke(
     turn = _make_turn(
         incoming, base, family, body, plan, cache, reported, scenario, stream, "InvokeModel"
     )
-    out = None if embedding else turn.reply.output_tokens
+    out = None if embedding or rerank else turn.reply.output_tokens
     record.usage = (
-        turn.input_tokens,
+        None if rerank else turn.input_tokens,
         out,
         turn.cache_read if reported else None,
         turn.cache_write if reported else None,
@@ -374,13 +394,16 @@ def _invoke(
             headers,
             frames=invoke_frames(turn, scenario, incoming.started, first_byte, state.sleep),
         )
-    raw = json_bytes(invoke_body(turn))
+    body_out = invoke_body(turn)
+    if family == "jamba":  # recorded: Jamba bodies end with the request duration
+        body_out["meta"] = {"requestDurationMillis": ms_since(incoming.started)}
+    raw = json_bytes(body_out)
     headers = [
         ("Content-Type", "application/json"),
         ("x-amzn-RequestId", incoming.request_id),
         ("X-Amzn-Bedrock-Invocation-Latency", str(ms_since(incoming.started))),
     ]
-    if not scenario.omit_token_headers:
+    if not scenario.omit_token_headers and not rerank:
         if out is not None:
             headers.append(("X-Amzn-Bedrock-Output-Token-Count", _count_header(out, scenario)))
         headers.append(
@@ -414,9 +437,9 @@ def _converse(
     operation: str,
 ) -> Outcome:
     request = parse_json_object(incoming.body)
-    validate_converse(request)
-    _ref, base = _resolve(state, model_id)
+    ref, base = _resolve(state, model_id)
     family = _converse_family(base)
+    validate_converse(request, family=family, prompt_arn=ref.kind == "prompt")
     stream = operation == "ConverseStream"
     plan = plan_converse(request)
     capable = cache_capable(family, base)

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
+from .guardrails import BLOCKED_MESSAGE
 from .tokenizer import count_text_tokens, split_pieces, truncate_to_tokens
 from .tools import ToolCall, choose_tool_calls
 
@@ -52,6 +53,7 @@ _MAX_TOKEN_PATHS: tuple[tuple[str, ...], ...] = (
     ("max_gen_len",),
     ("max_completion_tokens",),
     ("max_new_tokens",),
+    ("maxTokens",),
     ("textGenerationConfig", "maxTokenCount"),
     ("inferenceConfig", "max_new_tokens"),
     ("inferenceConfig", "maxTokens"),
@@ -132,9 +134,17 @@ def build_reply(
     *,
     stream: bool = False,
     tools: bool = True,
+    blocked: bool = False,
 ) -> Reply:
     """Compute the reply for a request. ``tools`` is False for families without tool use;
-    in streams ``Scenario.stream_events`` overrides the max-tokens cut."""
+    ``blocked`` when a guardrail blocked the input (the answer is its message); in streams
+    ``Scenario.stream_events`` overrides the max-tokens cut."""
+    if blocked:
+        text = BLOCKED_MESSAGE
+        if scenario is not None and scenario.output_text is not None:
+            text = scenario.output_text
+        base = tuple(split_pieces(text))
+        return Reply(base, len(base), False, count_text_tokens(text))
     calls: tuple[ToolCall, ...] = ()
     forced = False
     if tools:

@@ -154,8 +154,8 @@ class Scenario:
     tool_use: str = "auto"
     tool_name: Optional[str] = None
     tool_input: Optional[Mapping[str, Any]] = None
-    # Guardrails: "intervene" blocks the answer as the service does; trace on/off is the
-    # request's own guardrailConfig.
+    # Guardrails: "intervene" makes the request's guardrail block the input; whether a trace
+    # is sent is the request's own choice (guardrailConfig.trace, X-Amzn-Bedrock-Trace).
     guardrail: Optional[str] = None
     # Restrict the scenario to these operations; others behave as if it were not set.
     operations: Optional[tuple[str, ...]] = field(default=None)
@@ -179,8 +179,8 @@ class Scenario:
             raise ValueError(f"tool_use must be one of {sorted(_TOOL_USE_MODES)}")
         if self.tool_input is not None and not isinstance(self.tool_input, Mapping):
             raise ValueError("tool_input must be a JSON object")
-        if self.guardrail not in (None, "intervene", "pass"):
-            raise ValueError("guardrail must be 'intervene' or 'pass'")
+        if self.guardrail not in (None, "intervene"):
+            raise ValueError("guardrail must be None or 'intervene'")
         for name in (
             "stream_exception_after",
             "drop_after",

@@ -118,7 +118,7 @@ _INVOKE_TEXT_KEYS = (
     "inputText",
     "texts",
 )
-_CONVERSE_TEXT_KEYS = ("toolConfig", "system", "messages")
+_CONVERSE_TEXT_KEYS = ("toolConfig", "system", "messages", "promptVariables")
 
 
 def _walk(value: Any) -> Iterator[Segment]:
