@@ -4,6 +4,8 @@ invoke, stream, tools, structured output and prompt caching."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from langchain_aws import ChatBedrock, ChatBedrockConverse
 from langchain_core.messages import HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import tool
@@ -54,26 +56,35 @@ def test_converse_stream(flow: Flow) -> None:
     flow.check()
 
 
-def test_converse_tools_to_answer(flow: Flow) -> None:
-    llm = _converse().bind_tools([get_weather])
-    messages = [HumanMessage("Use get_weather to tell me the weather in Paris.")]
-    first = llm.invoke(messages)
+def _tool_then_answer(llm: Any, prompt: str) -> None:
+    """One tool call, its result sent back, then a text answer."""
+    bound = llm.bind_tools([get_weather])
+    messages = [HumanMessage(prompt)]
+    first = bound.invoke(messages)
     assert [c["name"] for c in first.tool_calls] == ["get_weather"]
     call = first.tool_calls[0]
     messages += [first, ToolMessage(get_weather.invoke(call["args"]), tool_call_id=call["id"])]
-    final = llm.invoke(messages)
-    assert final.tool_calls == [] and final.content
+    final = bound.invoke(messages)
+    assert not final.tool_calls and final.content
+
+
+def test_converse_tools_to_answer(flow: Flow) -> None:
+    _tool_then_answer(_converse(), "Use get_weather to tell me the weather in Paris.")
     flow.check()
 
 
-def test_converse_tools_stream(flow: Flow) -> None:
-    llm = _converse().bind_tools([get_weather])
+def _streamed_tool_call(llm: Any, prompt: str) -> None:
+    """The tool call assembled from the stream's chunks, with schema-typed arguments."""
     gathered = None
-    for chunk in llm.stream("Call get_weather for Rome."):
+    for chunk in llm.bind_tools([get_weather]).stream(prompt):
         gathered = chunk if gathered is None else gathered + chunk
     assert gathered is not None
     assert [c["name"] for c in gathered.tool_calls] == ["get_weather"]
     assert isinstance(gathered.tool_calls[0]["args"]["city"], str)
+
+
+def test_converse_tools_stream(flow: Flow) -> None:
+    _streamed_tool_call(_converse(), "Call get_weather for Rome.")
     flow.check()
 
 
@@ -109,24 +120,12 @@ def test_chatbedrock_stream(flow: Flow) -> None:
 
 
 def test_chatbedrock_tools(flow: Flow) -> None:
-    llm = _invoke().bind_tools([get_weather])
-    messages = [HumanMessage("Use get_weather for Oslo.")]
-    first = llm.invoke(messages)
-    assert [c["name"] for c in first.tool_calls] == ["get_weather"]
-    call = first.tool_calls[0]
-    messages += [first, ToolMessage(get_weather.invoke(call["args"]), tool_call_id=call["id"])]
-    final = llm.invoke(messages)
-    assert not final.tool_calls and final.content
+    _tool_then_answer(_invoke(), "Use get_weather for Oslo.")
     flow.check()
 
 
 def test_chatbedrock_tools_stream(flow: Flow) -> None:
-    llm = _invoke().bind_tools([get_weather])
-    gathered = None
-    for chunk in llm.stream("Use get_weather for Lima."):
-        gathered = chunk if gathered is None else gathered + chunk
-    assert gathered is not None
-    assert [c["name"] for c in gathered.tool_calls] == ["get_weather"]
+    _streamed_tool_call(_invoke(), "Use get_weather for Lima.")
     flow.check()
 
 
