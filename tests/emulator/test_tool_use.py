@@ -461,3 +461,24 @@ def test_arguments_follow_the_schema() -> None:
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", value["when"])
     assert value["ok"] is True
     assert arguments_for({}) == {}
+
+
+def test_additional_model_response_fields(bedrock_client: Any) -> None:
+    """Converse returns the native fields the request asks for by JSON pointer (Claude's
+    ``stop_sequence``), in the body and in ConverseStream's ``messageStop``."""
+    kwargs: dict[str, Any] = {
+        "modelId": CLAUDE,
+        "messages": [_user("Hello there")],
+        "additionalModelResponseFieldPaths": ["/stop_sequence", "/no_such_field"],
+    }
+    reply = bedrock_client.converse(**kwargs)
+    assert reply["additionalModelResponseFields"] == {"stop_sequence": None}
+    events = list(bedrock_client.converse_stream(**kwargs)["stream"])
+    stop = next(e["messageStop"] for e in events if "messageStop" in e)
+    assert stop == {
+        "stopReason": "end_turn",
+        "additionalModelResponseFields": {"stop_sequence": None},
+    }
+    assert "additionalModelResponseFields" not in bedrock_client.converse(
+        modelId=CLAUDE, messages=[_user("Hello there")]
+    )

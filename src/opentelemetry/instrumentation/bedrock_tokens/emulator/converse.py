@@ -8,7 +8,7 @@ appear when the request asked for caching (a ``cachePoint``) on a cache-capable 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Optional
 
 from .families import Number, Turn
 from .tokenizer import split_pieces
@@ -68,6 +68,25 @@ def _echo(turn: Turn, target: dict[str, Any]) -> None:
             target[key] = value
 
 
+def _additional_fields(turn: Turn) -> Optional[dict[str, Any]]:
+    """``additionalModelResponseFields`` for the request's ``additionalModelResponseFieldPaths``
+    (JSON pointers into the model's native answer; Anthropic models have ``stop_sequence``,
+    ``stop_reason``, ``model`` and ``id``). Paths that name nothing are left out."""
+    paths = turn.body.get("additionalModelResponseFieldPaths")
+    if not isinstance(paths, list):
+        return None
+    native: dict[str, Any] = {}
+    if turn.family == "anthropic":
+        stop = "tool_use" if turn.reply.tool_calls else turn.stop_reason
+        native = {"stop_sequence": None, "stop_reason": stop, "model": turn.model_name,
+                  "id": turn.uid("msg")}
+    fields: dict[str, Any] = {}
+    for path in paths:
+        if isinstance(path, str) and path.startswith("/") and path[1:] in native:
+            fields[path[1:]] = native[path[1:]]
+    return fields
+
+
 def converse_body(turn: Turn, latency_ms: int) -> dict[str, Any]:
     body: dict[str, Any] = {
         "output": {"message": {"role": "assistant", "content": _content(turn)}},
@@ -75,6 +94,9 @@ def converse_body(turn: Turn, latency_ms: int) -> dict[str, Any]:
         "usage": _usage(turn),
         "metrics": {"latencyMs": latency_ms},
     }
+    additional = _additional_fields(turn)
+    if additional is not None:
+        body["additionalModelResponseFields"] = additional
     _echo(turn, body)
     return body
 
@@ -105,7 +127,11 @@ def converse_events(turn: Turn) -> Iterator[tuple[str, dict[str, Any]]]:
         yield "contentBlockDelta", {"contentBlockIndex": index, "delta": delta}
         yield "contentBlockStop", {"contentBlockIndex": index}
         index += 1
-    yield "messageStop", {"stopReason": _stop_reason(turn)}
+    stop: dict[str, Any] = {"stopReason": _stop_reason(turn)}
+    additional = _additional_fields(turn)
+    if additional is not None:
+        stop["additionalModelResponseFields"] = additional
+    yield "messageStop", stop
 
 
 def converse_metadata(turn: Turn, latency_ms: int) -> dict[str, Any]:
