@@ -482,3 +482,37 @@ def test_additional_model_response_fields(bedrock_client: Any) -> None:
     assert "additionalModelResponseFields" not in bedrock_client.converse(
         modelId=CLAUDE, messages=[_user("Hello there")]
     )
+
+
+def test_citations_when_a_document_enables_them(bedrock_client: Any) -> None:
+    """A document block with ``citations.enabled`` gets a ``citationsContent`` answer citing it
+    by character range (ConverseStream: a ``delta.citation`` after the text deltas)."""
+    text = "The Eiffel Tower is 330 metres tall and stands in Paris."
+    document = {
+        "format": "txt",
+        "name": "tower",
+        "source": {"text": text},
+        "citations": {"enabled": True},
+    }
+    messages = [{"role": "user", "content": [{"document": document}, {"text": "How tall?"}]}]
+    reply = bedrock_client.converse(modelId=CLAUDE, messages=messages)
+    (block,) = reply["output"]["message"]["content"]
+    cited = block["citationsContent"]
+    assert cited["content"] == [{"text": DEFAULT_REPLY}]
+    (citation,) = cited["citations"]
+    assert citation["title"] == "tower"
+    assert citation["sourceContent"] == [{"text": text}]
+    assert citation["location"] == {
+        "documentChar": {"documentIndex": 0, "start": 0, "end": len(text)}
+    }
+    assert reply["usage"]["outputTokens"] == count_text_tokens(DEFAULT_REPLY)
+    events = list(bedrock_client.converse_stream(modelId=CLAUDE, messages=messages)["stream"])
+    deltas = [e["contentBlockDelta"]["delta"] for e in events if "contentBlockDelta" in e]
+    assert deltas[-1] == {"citation": citation}
+    assert "".join(d.get("text", "") for d in deltas) == DEFAULT_REPLY
+    uncited = dict(document, citations={"enabled": False})
+    plain = bedrock_client.converse(
+        modelId=CLAUDE,
+        messages=[{"role": "user", "content": [{"document": uncited}, {"text": "How tall?"}]}],
+    )
+    assert plain["output"]["message"]["content"] == [{"text": DEFAULT_REPLY}]

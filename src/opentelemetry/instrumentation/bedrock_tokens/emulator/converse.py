@@ -25,13 +25,44 @@ def _stop_reason(turn: Turn) -> str:
     return "max_tokens" if turn.reply.truncated else "end_turn"
 
 
+def _cited_document(turn: Turn) -> Optional[tuple[int, str, str]]:
+    """``(document index, name, text)`` of the first document of the last user message with
+    ``citations.enabled``, or None: the answer then cites it."""
+    messages = turn.body.get("messages")
+    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+        return None
+    documents = [
+        block["document"]
+        for block in messages[-1].get("content") or ()
+        if isinstance(block, dict) and isinstance(block.get("document"), dict)
+    ]
+    for index, document in enumerate(documents):
+        citations = document.get("citations")
+        if isinstance(citations, dict) and citations.get("enabled") is True:
+            source = document.get("source")
+            text = source.get("text") if isinstance(source, dict) else None
+            return index, str(document.get("name", "")), text if isinstance(text, str) else ""
+    return None
+
+
+def _citation(turn: Turn, cited: tuple[int, str, str]) -> dict[str, Any]:
+    index, name, text = cited
+    quoted = text[:80]
+    location = {"documentChar": {"documentIndex": index, "start": 0, "end": len(quoted)}}
+    return {"title": name, "sourceContent": [{"text": quoted}], "location": location}
+
+
 def _content(turn: Turn) -> list[dict[str, Any]]:
     reply = turn.reply
     content: list[dict[str, Any]] = []
     if reply.reasoning is not None:
         text = {"text": reply.reasoning, "signature": turn.reasoning_signature}
         content.append({"reasoningContent": {"reasoningText": text}})
-    if reply.events or not reply.tool_calls:
+    cited = _cited_document(turn)
+    if cited is not None and not reply.tool_calls:
+        block = {"content": [{"text": reply.text}], "citations": [_citation(turn, cited)]}
+        content.append({"citationsContent": block})
+    elif reply.events or not reply.tool_calls:
         content.append({"text": reply.text})
     for index, call in enumerate(reply.tool_calls):
         use = {
@@ -117,6 +148,10 @@ def converse_events(turn: Turn) -> Iterator[tuple[str, dict[str, Any]]]:
     if reply.events or not reply.tool_calls:
         for piece in reply.pieces():
             yield "contentBlockDelta", {"contentBlockIndex": index, "delta": {"text": piece}}
+        cited = _cited_document(turn)
+        if cited is not None and not reply.tool_calls:
+            delta = {"citation": _citation(turn, cited)}
+            yield "contentBlockDelta", {"contentBlockIndex": index, "delta": delta}
         yield "contentBlockStop", {"contentBlockIndex": index}
         index += 1
     for number, call in enumerate(reply.tool_calls):
