@@ -100,7 +100,8 @@ def _problems(requests: list[Any], spans: list[Any]) -> list[str]:
     contrib_bedrock = [
         s
         for s in spans
-        if s.instrumentation_scope.name == CONTRIB_SCOPE
+        # contrib names its scopes per service (...botocore.bedrock-runtime)
+        if s.instrumentation_scope.name.startswith(CONTRIB_SCOPE)
         and "Bedrock" in str(s.attributes.get("rpc.service", ""))
     ]
     problems: list[str] = []
