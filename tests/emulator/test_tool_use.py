@@ -114,6 +114,8 @@ def test_tool_choice_policy(bedrock_client: Any) -> None:
 
     # auto, no tool named: text
     assert answer("Hello there") == [{"text": DEFAULT_REPLY}]
+    # a name inside a longer word does not name the tool
+    assert answer("what would get_timezone return?") == [{"text": DEFAULT_REPLY}]
     # auto, a tool named in the last user turn: that tool
     assert answer("please call get_time")[-1]["toolUse"]["name"] == "get_time"
     # any: a tool call, no text before it

@@ -13,8 +13,8 @@ ids (``docs/emulator.md``, "Tool use"):
   ``"never"`` answers in text unless the choice is forced.
 
 A tool is *pending* when the last user turn that has text names it (its name appears in that
-text, case-insensitively) and the assistant has not called it since. So "use get_weather and
-get_time" gives one call to each, one per turn, then a text answer.
+text as a whole word, case-insensitively) and the assistant has not called it since. So "use
+get_weather and get_time" gives one call to each, one per turn, then a text answer.
 
 Arguments are generated from the tool's JSON schema: ``Scenario.tool_input`` if given, else
 every required property (every property when the schema lists none as required), typed and
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -172,11 +173,17 @@ def _read(body: Mapping[str, Any]) -> _Conversation:
 # -- the policy ---------------------------------------------------------------------------------
 
 
+def _named_at(name: str, text: str) -> Optional[int]:
+    """Where ``text`` names the tool: the name as a whole word, case-insensitively."""
+    match = re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.IGNORECASE)
+    return match.start() if match else None
+
+
 def _pending(conversation: _Conversation) -> list[ToolSpec]:
-    text = conversation.last_user_text.lower()
-    named = [t for t in conversation.tools if t.name.lower() in text]
-    named.sort(key=lambda t: text.index(t.name.lower()))
-    return [t for t in named if t.name not in conversation.called_since]
+    text = conversation.last_user_text
+    named = [(at, t) for t in conversation.tools if (at := _named_at(t.name, text)) is not None]
+    named.sort(key=lambda pair: pair[0])
+    return [t for _at, t in named if t.name not in conversation.called_since]
 
 
 def _pick(
