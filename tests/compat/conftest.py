@@ -84,6 +84,7 @@ class Row:
     operations: str
     input_tokens: int
     output_tokens: int
+    cache: str
     result: str
 
 
@@ -170,6 +171,10 @@ class Flow:
                 ",".join(operations),
                 sum(_input_expected(r) for r in counted),
                 sum(r.output_tokens or 0 for r in counted),
+                "{}/{}".format(
+                    sum(r.cache_read_tokens or 0 for r in counted),
+                    sum(r.cache_write_tokens or 0 for r in counted),
+                ),
                 "ok" if not problems else "FAIL",
             )
         )
@@ -189,9 +194,10 @@ def flow(request: pytest.FixtureRequest) -> Iterator[Flow]:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not ROWS:
         return
-    header = ("flow", "calls", "operations", "input", "output", "result")
+    header = ("flow", "calls", "operations", "input", "output", "cache r/w", "result")
     table = [header] + [
-        (r.flow, str(r.calls), r.operations, str(r.input_tokens), str(r.output_tokens), r.result)
+        (r.flow, str(r.calls), r.operations, str(r.input_tokens), str(r.output_tokens), r.cache,
+         r.result)
         for r in ROWS
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
