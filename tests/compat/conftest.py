@@ -171,7 +171,8 @@ class Flow:
                 ",".join(operations),
                 sum(_input_expected(r) for r in counted),
                 sum(r.output_tokens or 0 for r in counted),
-                f"{sum(r.cache_read_tokens or 0 for r in counted)}/{sum(r.cache_write_tokens or 0 for r in counted)}",
+                f"{sum(r.cache_read_tokens or 0 for r in counted)}/"
+                f"{sum(r.cache_write_tokens or 0 for r in counted)}",
                 "ok" if not problems else "FAIL",
             )
         )
