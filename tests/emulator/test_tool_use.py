@@ -518,3 +518,21 @@ def test_citations_when_a_document_enables_them(bedrock_client: Any) -> None:
         messages=[{"role": "user", "content": [{"document": uncited}, {"text": "How tall?"}]}],
     )
     assert plain["output"]["message"]["content"] == [{"text": DEFAULT_REPLY}]
+
+
+def test_converse_stream_claude_tool_input_in_pieces(bedrock_client: Any) -> None:
+    """Recorded: through ConverseStream, Claude sends the tool input as several string pieces,
+    the first one empty (Nova sends it whole, as above)."""
+    response = bedrock_client.converse_stream(
+        modelId=CLAUDE, messages=[_user(ASK)], toolConfig=CONVERSE_TOOLS
+    )
+    events = list(response["stream"])
+    start = next(e["contentBlockStart"] for e in events if "contentBlockStart" in e)
+    index = start["contentBlockIndex"]
+    pieces = [
+        e["contentBlockDelta"]["delta"]["toolUse"]["input"]
+        for e in events
+        if "contentBlockDelta" in e and e["contentBlockDelta"]["contentBlockIndex"] == index
+    ]
+    assert pieces[0] == "" and len(pieces) > 2
+    assert isinstance(json.loads("".join(pieces))["location"], str)

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from .families import Number, Turn
 from .tokenizer import split_pieces
-from .tools import converse_tool_use_id
+from .tools import converse_tool_use_id, json_pieces
 
 __all__ = ["converse_body", "converse_events", "converse_metadata"]
 
@@ -158,8 +158,13 @@ def converse_events(turn: Turn) -> Iterator[tuple[str, dict[str, Any]]]:
         tool_use_id = converse_tool_use_id(f"{turn.request_id}/tool/{number}")
         start = {"toolUse": {"toolUseId": tool_use_id, "name": call.name}}
         yield "contentBlockStart", {"contentBlockIndex": index, "start": start}
-        delta = {"toolUse": {"input": call.input_json}}
-        yield "contentBlockDelta", {"contentBlockIndex": index, "delta": delta}
+        # Claude streams the input in pieces, the first one empty; Nova in one delta (recorded)
+        pieces = ("", *json_pieces(call.input_json)) if turn.family == "anthropic" else (
+            call.input_json,
+        )
+        for piece in pieces:
+            delta = {"toolUse": {"input": piece}}
+            yield "contentBlockDelta", {"contentBlockIndex": index, "delta": delta}
         yield "contentBlockStop", {"contentBlockIndex": index}
         index += 1
     stop: dict[str, Any] = {"stopReason": _stop_reason(turn)}
