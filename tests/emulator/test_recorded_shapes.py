@@ -17,6 +17,7 @@ from opentelemetry.instrumentation.bedrock_tokens.emulator import (
     BedrockEmulator,
     Scenario,
     count_text_tokens,
+    output_tokens_for,
 )
 
 TITAN = "amazon.titan-text-express-v1"
@@ -63,6 +64,10 @@ def test_converse_guardrail_intervention(
     assert reply["stopReason"] == "guardrail_intervened"
     text = reply["output"]["message"]["content"][0]["text"]
     assert reply["usage"]["outputTokens"] == count_text_tokens(text)
+    request = {"messages": [_user("How do I play tennis?")], "guardrailConfig": GUARDRAIL}
+    assert output_tokens_for(TITAN, "Converse", request, Scenario(guardrail="intervene")) == (
+        reply["usage"]["outputTokens"]
+    )
     guardrail = reply["trace"]["guardrail"]
     assert guardrail["actionReason"] == "Guardrail blocked."
     topics = guardrail["inputAssessment"]["abc123guard"]["topicPolicy"]["topics"]

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Optional, Union
 
 from .families import TOOL_FAMILIES, family_for
+from .guardrails import converse_guardrail
 from .modelids import parse_model_id
 from .reply import Reply, build_reply
 from .scenarios import OPERATIONS, Scenario
@@ -210,10 +211,18 @@ def tools_apply(kind: str, family: Optional[str]) -> bool:
 def _reply_for(
     model_id: str, operation: str, request: RequestLike, scenario: Optional[Scenario]
 ) -> Reply:
-    _kind, body = _normalise(operation, request)
+    kind, body = _normalise(operation, request)
     stream = operation in ("InvokeModelWithResponseStream", "ConverseStream")
-    family = None if _kind == "Converse" else family_for(parse_model_id(model_id).base_id, body)
-    return build_reply(body, scenario, stream=stream, tools=tools_apply(_kind, family))
+    family = None if kind == "Converse" else family_for(parse_model_id(model_id).base_id, body)
+    # A Converse guardrail is in the request; an InvokeModel one is in headers, not seen here.
+    blocked = (
+        scenario is not None
+        and scenario.guardrail == "intervene"
+        and kind == "Converse"
+        and converse_guardrail(body, True) is not None
+    )
+    tools = tools_apply(kind, family)
+    return build_reply(body, scenario, stream=stream, tools=tools, blocked=blocked)
 
 
 def output_text_for(
