@@ -23,6 +23,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from importlib.metadata import version
 from typing import Any, Callable, Optional
 
@@ -69,8 +70,10 @@ MODES = ("off", "blocking", "background")
 # -- the oracle ---------------------------------------------------------------------------------
 def exact_count(value: Any) -> Optional[int]:
     """The exact token count a value stands for, or None: the contract of ARCHITECTURE.md
-    ("non-negative integral values only", 64-bit), written independently of ``usage.to_count``
-    so that a broken parser cannot agree with itself."""
+    ("non-negative integral values only", 64-bit; what the service sends, nothing more),
+    written independently of ``usage.to_count`` so that a broken parser cannot agree with
+    itself. A float (or a decimal-point string) stands for an integer only up to 2**53, where
+    floats stop telling neighbouring integers apart; no sign, no exponent, ASCII digits only."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -78,18 +81,18 @@ def exact_count(value: Any) -> Optional[int]:
     if isinstance(value, float):
         if not math.isfinite(value) or value < 0 or value != math.floor(value):
             return None
-        return exact_count(int(value))
+        return int(value) if value <= 2**53 else None
     if isinstance(value, (bytes, str)):
         text = value.decode("latin-1") if isinstance(value, bytes) else value
         text = text.strip()
-        if not text or not text.isascii() or "_" in text:
+        whole, dot, fraction = text.partition(".")
+        digits = set("0123456789")
+        if not whole or not set(whole) <= digits or (dot and not fraction):
             return None
-        for parse in (int, float):
-            try:
-                return exact_count(parse(text))
-            except ValueError:
-                continue
-        return None
+        if dot and (not set(fraction) <= digits or set(fraction) != {"0"}
+                    or Decimal(whole) > 2**53):
+            return None
+        return exact_count(int(whole))
     return None
 
 
