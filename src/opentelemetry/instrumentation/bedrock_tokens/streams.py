@@ -17,6 +17,7 @@ iterate the same stream again, so the span ends when the stream is closed or dro
 from __future__ import annotations
 
 import atexit
+import copy
 import json
 import logging
 import threading
@@ -244,6 +245,23 @@ class StreamProxy(_ProxyBase):
             return self.__wrapped__.close()
         finally:
             self._self_state.close()
+
+    # wrapt's proxy refuses copy and pickle with NotImplementedError; botocore's EventStream
+    # copies (shallowly: the copy shares the connection and the event generator) and fails to
+    # deep-copy or pickle with TypeError (its generator). Each is handed to the EventStream,
+    # so the user gets exactly what the uninstrumented stream gives, a plain EventStream or
+    # the same TypeError. Events read through a copy are not observed (the copy is the user's).
+    def __copy__(self) -> Any:
+        return copy.copy(self.__wrapped__)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        return copy.deepcopy(self.__wrapped__, memo)
+
+    def __reduce__(self) -> Any:
+        return self.__wrapped__.__reduce__()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return self.__wrapped__.__reduce_ex__(protocol)
 
 
 def wrap_stream(
