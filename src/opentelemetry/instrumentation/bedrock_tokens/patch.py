@@ -335,6 +335,7 @@ class Handler:
             span,
             time.perf_counter(),
             tel.metric_attributes(request.operation, request.model, request.address, request.port),
+            self._content_limit is not None,
         )
         if estimate is not None:
             record.estimate = estimate.tokens

@@ -46,7 +46,7 @@ from opentelemetry import context, trace
 from . import names
 from .config import Settings
 from .patch import INTERNAL_CALL_KEY, Estimate, Request
-from .record import CallRecord, error_type
+from .record import CallRecord, error_type, status_description
 from .telemetry import Telemetry
 from .usage import to_count
 
@@ -631,9 +631,10 @@ class CountTokensPrecounter:
             elif outcome.error is not None:
                 failure = outcome.error
                 span.set_attribute(names.ERROR_TYPE, error_type(failure))
-                span.set_status(
-                    Status(StatusCode.ERROR, f"{type(failure).__name__}: {failure}")
-                )
+                span.set_status(Status(
+                    StatusCode.ERROR,
+                    status_description(failure, self._settings.capture_content),
+                ))
         except Exception:
             _logger.debug("bedrock-tokens: could not record a pre-count", exc_info=True)
         return outcome

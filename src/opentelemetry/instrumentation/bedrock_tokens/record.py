@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Optional
 
+from botocore.exceptions import HTTPClientError
 from opentelemetry.trace import Span, SpanContext, Status, StatusCode
 from opentelemetry.util.types import Attributes
 
@@ -39,9 +40,31 @@ def error_type(exc: BaseException) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def status_description(exc: BaseException, service_message: bool = False) -> str:
+    """A span status description that carries no request content.
+
+    Service errors give their code, and the service's message only when ``service_message``
+    (content capture is on): a service message may quote the request. Client-side errors
+    (``ParamValidationError`` quotes the parameter it rejects: the prompt) give their class
+    only, whatever the settings. Network errors keep botocore's message, which names only the
+    endpoint URL and the socket's error.
+    """
+    response = getattr(exc, "response", None)
+    error = response.get("Error") if isinstance(response, Mapping) else None
+    if isinstance(error, Mapping) and isinstance(error.get("Code"), str) and error["Code"]:
+        code = error_type(exc)
+        message = error.get("Message")
+        if service_message and isinstance(message, str) and message:
+            return f"{code}: {message}"
+        return code
+    name = type(exc).__name__
+    return f"{name}: {exc}" if isinstance(exc, HTTPClientError) else name
+
+
 class CallRecord:
     __slots__ = (
-        "_guard", "_once", "_telemetry", "estimate", "metric_attrs", "span", "start",
+        "_guard", "_once", "_telemetry", "estimate", "metric_attrs", "service_message", "span",
+        "start",
     )
 
     def __init__(
@@ -50,6 +73,7 @@ class CallRecord:
         span: Span,
         start: float,
         metric_attrs: tuple[Attributes, Attributes, Attributes],
+        service_message: bool = False,
     ) -> None:
         self._once = threading.Lock()
         # Orders a pre-count finishing on another thread (add_estimate) against end().
@@ -59,6 +83,8 @@ class CallRecord:
         self.start = start  # time.perf_counter() at the start of the call
         self.metric_attrs = metric_attrs
         self.estimate: Optional[int] = None  # CountTokens pre-count, when one is known
+        # Service error messages may quote the request: in the status only with content capture.
+        self.service_message = service_message
 
     @property
     def ended(self) -> bool:
@@ -160,7 +186,9 @@ class CallRecord:
             etype = error_type(error)
             attrs[names.ERROR_TYPE] = etype
             span.set_attributes(attrs)
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            span.set_status(
+                Status(StatusCode.ERROR, status_description(error, self.service_message))
+            )
             tel.duration.record(duration, {**(base or {}), names.ERROR_TYPE: etype})
         else:
             if attrs:
