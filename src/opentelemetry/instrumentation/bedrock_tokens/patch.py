@@ -37,6 +37,7 @@ from .models import UNKNOWN, ModelInfo, parse_model_id
 from .record import CallRecord
 from .streams import wrap_stream
 from .telemetry import Telemetry
+from .text import clean_attributes, clean_id
 from .usage import Usage, from_converse, from_headers, merge, to_count
 
 _logger = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class Request(NamedTuple):
     attributes: dict[str, Any]
     address: Optional[str]
     port: Optional[int]
+    raw_model: str = ""  # the modelId as the user passed it (model: cleaned for telemetry)
 
 
 class Estimate(NamedTuple):
@@ -269,8 +271,9 @@ class Handler:
         self, operation_name: str, spec: OpSpec, client: Any, params: Mapping[str, Any]
     ) -> Request:
         model_id = params.get("modelId")
-        model = model_id if isinstance(model_id, str) else ""
-        info = parse_model_id(model)
+        raw_model = model_id if isinstance(model_id, str) else ""
+        model = clean_id(raw_model)  # for telemetry; the service is sent the user's own
+        info = parse_model_id(raw_model)
         family = info.family
         attrs: dict[str, Any] = {}
         body: Any = None
@@ -300,7 +303,8 @@ class Handler:
             attrs.update(content.input_attributes(body, self._content_limit))
         address, port = _server(client)
         return Request(
-            operation_name, spec, model, info, family, operation, body, attrs, address, port
+            operation_name, spec, model, info, family, operation, body, clean_attributes(attrs),
+            address, port, raw_model,
         )
 
     def _start(self, request: Request, estimate: Optional[Estimate]) -> CallRecord:

@@ -643,7 +643,7 @@ class CountTokensPrecounter:
         request = work.request
         with self._lock:
             known_form = self._model_form.get(work.key)
-        model_id = known_form or request.model
+        model_id = known_form or request.raw_model or request.model
         outcome = self._call(work, span, model_id)
         if outcome.error is None:
             return outcome

@@ -20,6 +20,7 @@ from opentelemetry.util.types import Attributes
 
 from . import names
 from .telemetry import Telemetry
+from .text import clean_attributes, clean_id, clean_value
 from .usage import Usage
 
 _logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ def error_type(exc: BaseException) -> str:
         error = response.get("Error")
         code = error.get("Code") if isinstance(error, Mapping) else None
         if isinstance(code, str) and code:
-            return code[0].upper() + code[1:]
+            return clean_id(code[0].upper() + code[1:])  # the service's text: may be anything
     cls = type(exc)
     if cls.__module__ == "builtins":
         return cls.__qualname__
@@ -55,10 +56,10 @@ def status_description(exc: BaseException, service_message: bool = False) -> str
         code = error_type(exc)
         message = error.get("Message")
         if service_message and isinstance(message, str) and message:
-            return f"{code}: {message}"
+            return f"{code}: {clean_value(message)}"
         return code
     name = type(exc).__name__
-    return f"{name}: {exc}" if isinstance(exc, HTTPClientError) else name
+    return f"{name}: {clean_value(str(exc))}" if isinstance(exc, HTTPClientError) else name
 
 
 class CallRecord:
@@ -182,6 +183,7 @@ class CallRecord:
         if ttfc is not None:
             attrs[names.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttfc
             tel.time_to_first_chunk.record(ttfc, base)
+        clean_attributes(attrs)
         if error is not None:
             etype = error_type(error)
             attrs[names.ERROR_TYPE] = etype
