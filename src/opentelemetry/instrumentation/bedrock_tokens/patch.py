@@ -85,6 +85,7 @@ class Estimate(NamedTuple):
 
     tokens: Optional[int]
     span_context: Optional[trace.SpanContext]
+    skipped: Optional[str] = None  # why no pre-count was made (names.SKIPPED_*)
 
 
 class Precounter(Protocol):
@@ -326,6 +327,8 @@ class Handler:
         attrs.update(request.attributes)
         links = None
         if estimate is not None:
+            if estimate.skipped is not None:
+                attrs[names.AWS_BEDROCK_COUNT_TOKENS_SKIPPED] = estimate.skipped
             if estimate.tokens is not None:
                 attrs[names.AWS_BEDROCK_COUNT_TOKENS_INPUT_TOKENS] = estimate.tokens
             if estimate.span_context is not None:

@@ -38,6 +38,7 @@ import weakref
 from collections import deque
 from typing import Any, Mapping, Optional
 
+from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
@@ -45,6 +46,7 @@ from opentelemetry import context, trace
 
 from . import names
 from .config import Settings
+from .countclient import count_client
 from .patch import INTERNAL_CALL_KEY, Estimate, Request
 from .record import CallRecord, error_type, status_description
 from .telemetry import Telemetry
@@ -64,6 +66,12 @@ _MAX_REMEMBERED = 1024
 # benchmarks/precount_latency.py). Waiting this long first moves the count's CPU work into the
 # time the caller spends waiting on the network.
 BACKGROUND_GRACE = 0.005
+
+# Error codes that say "CountTokens is overloaded here, ask later": the back-off starts.
+_BACK_OFF_CODES = frozenset({
+    "ThrottlingException", "TooManyRequestsException", "ServiceQuotaExceededException",
+    "ServiceUnavailableException", "ModelTimeoutException",
+})
 
 # Error codes that say "this model (in this form, at this endpoint) cannot be counted".
 _MODEL_REFUSED = frozenset({"ValidationException", "ResourceNotFoundException"})
@@ -273,6 +281,10 @@ class _BlockingCount(_Job):
         self._linked = False  # the invocation span was started with a link to the count span
         self._abandoned = False  # no invocation will follow (hook veto, or never started)
 
+    @property
+    def key(self) -> tuple[str, str]:
+        return self._work.key
+
     def run(self) -> None:
         with self._lock:
             if self._state != "queued":
@@ -399,7 +411,7 @@ class _Work:
         key: tuple[str, str],
         parent: context.Context,
     ) -> None:
-        self.client = client
+        self.client = client  # the user's; the request goes through its twin (countclient.py)
         self.request = request
         self.count_input = count_input
         self.key = key  # (endpoint, model id): what the service's answers are remembered by
@@ -426,6 +438,11 @@ class CountTokensPrecounter:
         self._denied: weakref.WeakSet[Any] = weakref.WeakSet()  # clients: not kept alive
         self._warned_denied = False
         self._pending = threading.local()  # blocking job between before() and after_start()
+        # The breaker: key -> monotonic end of its back-off (throttled, timed out, too slow).
+        self._backoff_period = settings.precount_backoff
+        self._backing_off: dict[tuple[str, str], float] = {}
+        self._unsampled = settings.precount_unsampled
+        _precounters.add(self)
 
     # -- the Precounter protocol ---------------------------------------------------------------
     def before(
@@ -440,17 +457,23 @@ class CountTokensPrecounter:
             return None
         try:
             self._drop_stale_pending()
+            if self._hook is None and not self._unsampled and not self._would_sample(request):
+                return None  # telemetry-only pre-count of a call whose span is not sampled
+            if self._skip_backing_off(client, request):
+                return Estimate(None, None, names.SKIPPED_BACKOFF)
             job = self._submit_blocking(client, request, params)
             if job is None:
                 return None
             try:
-                job.finished.wait(self._timeout)
+                finished = job.finished.wait(self._timeout)
             except BaseException:  # KeyboardInterrupt while waiting: the caller's to have
                 job.abandon()
                 raise
             estimate = job.take()
-            if estimate is None:
+            if estimate is None:  # never left the queue: the pool is busy, not the service
                 return None
+            if not finished:  # sent, and too slow: the next calls must not pay the budget too
+                self._back_off(job.key, "outlived the blocking budget")
         except Exception:
             _logger.debug("bedrock-tokens: blocking pre-count failed", exc_info=True)
             return None
@@ -474,6 +497,12 @@ class CountTokensPrecounter:
             if pending is not None and pending[0] is request:
                 self._pending.job = None
                 pending[1].attach(record)
+            return
+        if not self._unsampled and not record.span.is_recording():
+            return  # nobody would see its estimate, and it costs a request
+        if self._skip_backing_off(client, request):
+            record.span.set_attribute(names.AWS_BEDROCK_COUNT_TOKENS_SKIPPED,
+                                      names.SKIPPED_BACKOFF)
             return
         work = self._prepare(client, request, params)
         if work is None:
@@ -542,6 +571,66 @@ class CountTokensPrecounter:
             names.GEN_AI_OPERATION_NAME: request.operation,
             names.GEN_AI_REQUEST_MODEL: request.model,
         })
+
+    def _would_sample(self, request: Request) -> bool:
+        """Blocking mode, before the invocation span exists: would it be sampled? The tracer's
+        sampler is asked what it will be asked: exactly, for parent-based and fixed samplers
+        (the parent's trace id is used); for a root call under a ratio sampler, an independent
+        draw of the same ratio."""
+        tracer = self._telemetry.tracer
+        tracer = getattr(tracer, "_tracer", tracer)  # a ProxyTracer's delegate
+        sampler = getattr(tracer, "sampler", None)
+        if sampler is None:  # not the SDK's tracer: only a no-op one records nothing
+            return not isinstance(tracer, trace.NoOpTracer)
+        parent = context.get_current()
+        span_context = trace.get_current_span(parent).get_span_context()
+        trace_id = span_context.trace_id if span_context.is_valid else (
+            self._random.getrandbits(128) or 1)
+        name = f"{request.operation} {request.model}" if request.model else request.operation
+        try:
+            result = sampler.should_sample(parent, trace_id, name, SpanKind.CLIENT)
+            return bool(result.decision.is_recording())
+        except Exception:
+            _logger.debug("bedrock-tokens: could not ask the sampler", exc_info=True)
+            return True
+
+    # -- the breaker ---------------------------------------------------------------------------
+    def _skip_backing_off(self, client: Any, request: Request) -> bool:
+        """True (and counted) when this model and endpoint are backing off."""
+        key = (_endpoint(client), request.model)
+        with self._lock:
+            until = self._backing_off.get(key)
+            if until is None:
+                return False
+            if until <= time.monotonic():
+                del self._backing_off[key]
+                return False
+        self._telemetry.precount_skipped.add(1, {
+            names.GEN_AI_PROVIDER_NAME: names.PROVIDER_AWS_BEDROCK,
+            names.GEN_AI_OPERATION_NAME: request.operation,
+            names.GEN_AI_REQUEST_MODEL: request.model,
+            names.AWS_BEDROCK_COUNT_TOKENS_SKIPPED: names.SKIPPED_BACKOFF,
+        })
+        return True
+
+    def _back_off(self, key: tuple[str, str], why: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if self._backing_off.get(key, 0.0) > now:
+                return  # already backing off: the period runs from the first failure
+            if len(self._backing_off) >= _MAX_REMEMBERED:
+                self._backing_off = {k: t for k, t in self._backing_off.items() if t > now}
+                if len(self._backing_off) >= _MAX_REMEMBERED:
+                    self._backing_off.clear()
+            self._backing_off[key] = now + self._backoff_period
+        _logger.debug(
+            "bedrock-tokens: CountTokens %s for model %r; not pre-counting it for %.0f s",
+            why, key[1], self._backoff_period,
+        )
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self._pending = threading.local()
 
     # -- remembered answers --------------------------------------------------------------------
     def _is_denied(self, client: Any) -> bool:
@@ -651,6 +740,9 @@ class CountTokensPrecounter:
         if code == _ACCESS_DENIED:
             self._deny(work.client)
             return outcome
+        if _backs_off(outcome.error, code):
+            self._back_off(work.key, f"failed ({code})")
+            return outcome
         if code not in _MODEL_REFUSED:
             return outcome  # throttled, unavailable, network: skip this one, remember nothing
         base = request.info.base_id
@@ -671,14 +763,17 @@ class CountTokensPrecounter:
         return outcome
 
     def _call(self, work: _Work, span: Span, model_id: str) -> _Outcome:
-        """One CountTokens request on the caller's client, invisible to every instrumentation
-        (ours included) but parented under the count span."""
+        """One CountTokens request on the twin of the caller's client, invisible to every
+        instrumentation (ours included) but parented under the count span."""
         ctx = trace.set_span_in_context(span, work.parent)
         ctx = context.set_value(INTERNAL_CALL_KEY, True, ctx)
         ctx = context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, ctx)
+        sender = count_client(work.client)  # made here, on a worker, the first time
+        if sender is None:
+            return _Outcome(error=RuntimeError("no pre-count client could be made"))
         token = context.attach(ctx)
         try:
-            result = work.client.count_tokens(modelId=model_id, input=work.count_input)
+            result = sender.count_tokens(modelId=model_id, input=work.count_input)
         except Exception as exc:
             return _Outcome(error=exc)
         finally:
@@ -687,6 +782,34 @@ class CountTokensPrecounter:
         if tokens is not None:
             return _Outcome(tokens)
         return _Outcome(error=ValueError("CountTokens returned no inputTokens"))
+
+
+def _backs_off(error: BaseException, code: str) -> bool:
+    """Throttled, overloaded or timed out: asking again soon would only make it worse."""
+    if code in _BACK_OFF_CODES or isinstance(error, (ReadTimeoutError, ConnectTimeoutError)):
+        return True
+    response = getattr(error, "response", None)
+    meta = response.get("ResponseMetadata") if isinstance(response, Mapping) else None
+    return isinstance(meta, Mapping) and meta.get("HTTPStatusCode") == 429
+
+
+_precounters: weakref.WeakSet[CountTokensPrecounter] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child forgets the parent's pending pre-counts and worker threads (they do not
+    exist in the child; their jobs belong to the parent's spans), and locks another thread may
+    have held at fork; its pools start threads of their own on first use."""
+    global _converse_members_lock
+    _converse_members_lock = threading.Lock()
+    for pool in list(_pools):
+        pool._reset()
+    for precounter in list(_precounters):
+        precounter._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def make_precounter(settings: Settings, telemetry: Telemetry) -> CountTokensPrecounter:

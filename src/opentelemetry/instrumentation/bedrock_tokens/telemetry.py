@@ -62,6 +62,14 @@ class Telemetry:
             unit=names.UNIT_PRECOUNT,
             description="Pre-counts skipped because the background queue was full.",
         )
+        self.precount_skipped = meter.create_counter(
+            names.METRIC_PRECOUNT_SKIPPED,
+            unit=names.UNIT_PRECOUNT,
+            description=(
+                "Pre-counts not attempted because CountTokens was throttled or timed out for "
+                "the model and endpoint within the back-off period."
+            ),
+        )
         self._attrs: dict[_MetricKey, tuple[Attributes, Attributes, Attributes]] = {}
 
     def metric_attributes(
