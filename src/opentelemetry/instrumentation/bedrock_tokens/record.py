@@ -115,6 +115,11 @@ class CallRecord:
                     _logger.debug("bedrock-tokens: failed to end a span", exc_info=True)
         return True
 
+    def forget(self) -> None:
+        """In a forked child, for a call of the parent: every later end() does nothing (the
+        parent ends this span, once)."""
+        self._once.acquire(False)
+
     def add_estimate(
         self, tokens: Optional[int], count_span: Optional[SpanContext] = None
     ) -> bool:

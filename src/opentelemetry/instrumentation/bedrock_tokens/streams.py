@@ -20,6 +20,7 @@ import atexit
 import copy
 import json
 import logging
+import os
 import threading
 import time
 import weakref
@@ -292,6 +293,21 @@ def end_open_streams() -> None:
         except Exception:
             _logger.debug("bedrock-tokens: failed to end a stream at exit", exc_info=True)
 
+
+def _forget_parent_streams() -> None:
+    """In a forked child: the open streams are the parent's (its spans, its metrics, its
+    connections). The child must never end them, at its exit or when it drops the copies it
+    inherited, or the parent's span is exported twice; so their records are made inert and
+    the registry starts empty (with a fresh lock: another thread may have held it at fork)."""
+    global _open_lock
+    _open_lock = threading.Lock()
+    for state in list(_open):
+        state.record.forget()
+    _open.clear()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_parent_streams)
 
 _registered: list[Callable[[], None]] = []
 
