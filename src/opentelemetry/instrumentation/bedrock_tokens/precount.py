@@ -85,6 +85,7 @@ _converse_members: weakref.WeakKeyDictionary[Any, Optional[frozenset[str]]] = (
     weakref.WeakKeyDictionary()
 )
 _converse_members_lock = threading.Lock()
+_warned_no_count_tokens: list[bool] = []  # non-empty once the missing operation was logged
 
 
 def _count_input_members(client: Any) -> Optional[frozenset[str]]:
@@ -105,6 +106,18 @@ def _count_input_members(client: Any) -> Optional[frozenset[str]]:
         found = None
     with _converse_members_lock:
         _converse_members[model] = found
+        warn = found is None and not _warned_no_count_tokens
+        if warn:
+            _warned_no_count_tokens.append(True)
+    if warn:
+        import botocore
+
+        _logger.warning(
+            "bedrock-tokens: botocore %s has no bedrock-runtime CountTokens operation, so "
+            "nothing is pre-counted. Upgrade botocore (1.40.14 or later has it), or set "
+            "OTEL_INSTRUMENTATION_BEDROCK_TOKENS_PRECOUNT=off. (Logged once.)",
+            botocore.__version__,
+        )
     return found
 
 
