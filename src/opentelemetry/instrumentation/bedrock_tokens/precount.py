@@ -10,8 +10,9 @@ Shape of the work, for both modes:
 * The pre-count runs on a small pool of daemon threads (``_Pool``), never on the caller's
   thread, so its latency is bounded by a wait with a timeout (blocking) or not seen at all
   (background), and nothing can hold the process at exit.
-* It uses the caller's own client, so credentials, region, endpoint and botocore
-  configuration are the ones the invocation uses. The CountTokens call carries
+* It uses a twin of the caller's client (``countclient.py``): the credentials, region,
+  endpoint and botocore configuration the invocation uses, but retry state of its own, so a
+  throttled count never slows the caller's client down. The CountTokens call carries
   ``patch.INTERNAL_CALL_KEY`` in its context, which makes our wrapper let it through
   untraced, and suppresses other instrumentations: the ``count_tokens {model}`` span created
   here is the whole telemetry of a pre-count, and no HTTP or botocore span under it can echo
@@ -22,7 +23,10 @@ Shape of the work, for both modes:
 * Failures only ever touch the count span. What the service said is remembered so it is not
   asked again in vain: a model it rejects (for a while), a cross-region profile id it rejects
   (the base id is used instead), a client without the ``bedrock:CountTokens`` permission (for
-  the client's lifetime).
+  the client's lifetime), and a throttled or slow CountTokens (that model and endpoint back
+  off for ``precount_backoff`` seconds, so the calls pay nothing for it meanwhile).
+* Only calls whose span is recording are pre-counted, unless ``precount_unsampled`` (drift
+  over every call) or a budget hook asks for all of them.
 """
 
 from __future__ import annotations
