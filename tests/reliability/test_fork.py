@@ -17,59 +17,19 @@ import pytest
 from opentelemetry.instrumentation.bedrock_tokens import names
 from opentelemetry.instrumentation.bedrock_tokens.emulator import BedrockEmulator, Scenario
 
-from .support import CLAUDE, figure
+from .support import CLAUDE, JSONL_EXPORTERS, figure
 
 CHILD_MODEL = "amazon.nova-micro-v1:0"
 
 APP = r'''
-import gc, json, os, sys
-import boto3
-from botocore.config import Config
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import (
-    MetricExporter, MetricExportResult, PeriodicExportingMetricReader)
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.instrumentation.bedrock_tokens import BedrockTokensInstrumentor, patch
+import gc, os, sys
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.instrumentation.bedrock_tokens import patch
 
 endpoint, out_path, parent_model, child_model, how = sys.argv[1:6]
-
-def write(record):
-    with open(out_path, "a") as out:
-        out.write(json.dumps(dict(record, pid=os.getpid()), default=list) + "\n")
-
-class Spans(SpanExporter):
-    def export(self, spans):
-        for span in spans:
-            write({"span": span.name, "id": span.context.span_id,
-                   "attributes": dict(span.attributes)})
-        return SpanExportResult.SUCCESS
-
-class Metrics(MetricExporter):
-    def __init__(self):
-        super().__init__(preferred_temporality=None, preferred_aggregation=None)
-    def export(self, metrics_data, timeout_millis=10_000, **kwargs):
-        for rm in metrics_data.resource_metrics:
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    for p in metric.data.data_points:
-                        write({"metric": metric.name, "count": getattr(p, "count", None)})
-        return MetricExportResult.SUCCESS
-    def force_flush(self, timeout_millis=10_000):
-        return True
-    def shutdown(self, timeout_millis=30_000, **kwargs):
-        pass
-
-tracer_provider = TracerProvider()
-tracer_provider.add_span_processor(SimpleSpanProcessor(Spans()))
-meter_provider = MeterProvider(metric_readers=[PeriodicExportingMetricReader(
-    Metrics(), export_interval_millis=3_600_000)])
-BedrockTokensInstrumentor().instrument(tracer_provider=tracer_provider,
-                                       meter_provider=meter_provider, precount="background")
-client = boto3.client("bedrock-runtime", endpoint_url=endpoint, region_name="us-east-1",
-                      aws_access_key_id="x", aws_secret_access_key="x",
-                      config=Config(retries={"total_max_attempts": 1}, signature_version="v4",
-                                    proxies={}))
+''' + JSONL_EXPORTERS + r'''
+instrument(SimpleSpanProcessor(Spans()), precount="background")
+client = emulator_client(endpoint)
 messages = [{"role": "user", "content": [{"text": "Fork with this open."}]}]
 stream = client.converse_stream(modelId=parent_model, messages=messages)["stream"]
 events = iter(stream)
@@ -77,10 +37,7 @@ next(events)                      # open, half-read; its pre-count is still pend
 
 pid = os.fork()
 if pid == 0:                      # the child: its own call, then it drops what it inherited
-    client = boto3.client("bedrock-runtime", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="x", aws_secret_access_key="x",
-                          config=Config(retries={"total_max_attempts": 1},
-                                        signature_version="v4", proxies={}))
+    client = emulator_client(endpoint)
     client.converse(modelId=child_model, messages=messages)
     assert patch.active.precounter.flush(20)
     if how == "drop":
