@@ -91,8 +91,10 @@ def test_stream_copies_and_pickles_like_botocores_event_stream(
     plain = outcomes()
     instrument()
     instrumented = outcomes()
-    figure(f"copy/pickle of a {operation} stream",
-           f"uninstrumented {plain}; instrumented {instrumented}")
+    figure(f"copy/pickle of a {operation} stream", "; ".join(
+        f"{label}: {what} {detail.split(':')[0]}" for label, (what, detail) in
+        instrumented.items()) + (" (as uninstrumented)" if instrumented == plain else
+                                 f" (uninstrumented: {plain})"))
     assert instrumented == plain
     (span,) = bedrock_telemetry.spans()
     assert span.attributes[names.AWS_BEDROCK_STREAM_OUTCOME] == names.STREAM_COMPLETED
