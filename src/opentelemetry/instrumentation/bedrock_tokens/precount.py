@@ -40,7 +40,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Union
 
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
@@ -476,11 +476,11 @@ class CountTokensPrecounter:
             self._drop_stale_pending()
             if self._hook is None and not self._unsampled and not self._would_sample(request):
                 return None  # telemetry-only pre-count of a call whose span is not sampled
-            if self._skip_backing_off(client, request):
-                return Estimate(None, None, names.SKIPPED_BACKOFF)
             job = self._submit_blocking(client, request, params)
             if job is None:
                 return None
+            if isinstance(job, str):
+                return Estimate(None, None, job)
             try:
                 finished = job.finished.wait(self._timeout)
             except BaseException:  # KeyboardInterrupt while waiting: the caller's to have
@@ -517,12 +517,11 @@ class CountTokensPrecounter:
             return
         if not self._unsampled and not record.span.is_recording():
             return  # nobody would see its estimate, and it costs a request
-        if self._skip_backing_off(client, request):
-            record.span.set_attribute(names.AWS_BEDROCK_COUNT_TOKENS_SKIPPED,
-                                      names.SKIPPED_BACKOFF)
-            return
         work = self._prepare(client, request, params)
         if work is None:
+            return
+        if isinstance(work, str):
+            record.span.set_attribute(names.AWS_BEDROCK_COUNT_TOKENS_SKIPPED, work)
             return
         if not self._pool.submit(_BackgroundCount(self, work, record)):
             self._dropped(request)
@@ -542,9 +541,11 @@ class CountTokensPrecounter:
     # -- deciding ------------------------------------------------------------------------------
     def _prepare(
         self, client: Any, request: Request, params: Mapping[str, Any]
-    ) -> Optional[_Work]:
-        """The pre-count for this call, or None when it is skipped: not sampled, not an
-        operation CountTokens understands, or known in advance to fail."""
+    ) -> Union[_Work, str, None]:
+        """The pre-count for this call; or a reason (``names.SKIPPED_*``) to say on the span
+        when it is skipped because CountTokens is backing off; or None when it is skipped
+        for any other reason: not sampled, not an operation CountTokens understands, or known
+        in advance to fail."""
         if request.spec.kind not in ("invoke", "converse") or not request.model:
             return None
         if self._ratio < 1.0 and not self._random.random() < self._ratio:
@@ -554,6 +555,8 @@ class CountTokensPrecounter:
         key = (_endpoint(client), request.model)
         if self._is_refused(key):
             return None
+        if self._skip_backing_off(key, request):
+            return names.SKIPPED_BACKOFF
         members = _count_input_members(client)
         if members is None:
             return None
@@ -564,10 +567,10 @@ class CountTokensPrecounter:
 
     def _submit_blocking(
         self, client: Any, request: Request, params: Mapping[str, Any]
-    ) -> Optional[_BlockingCount]:
+    ) -> Union[_BlockingCount, str, None]:
         work = self._prepare(client, request, params)
-        if work is None:
-            return None
+        if work is None or isinstance(work, str):
+            return work
         job = _BlockingCount(self, work)
         if not self._pool.submit(job):
             self._dropped(request)
@@ -612,9 +615,8 @@ class CountTokensPrecounter:
             return True
 
     # -- the breaker ---------------------------------------------------------------------------
-    def _skip_backing_off(self, client: Any, request: Request) -> bool:
+    def _skip_backing_off(self, key: tuple[str, str], request: Request) -> bool:
         """True (and counted) when this model and endpoint are backing off."""
-        key = (_endpoint(client), request.model)
         with self._lock:
             until = self._backing_off.get(key)
             if until is None:
