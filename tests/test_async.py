@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from typing import Any, Callable
 
 import botocore.exceptions
@@ -623,3 +624,142 @@ def test_without_aiobotocore_nothing_changes(tmp_path: Any) -> None:
                           timeout=120, env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+# -- pre-count ----------------------------------------------------------------------------------
+def _links(span: Any, relation: str) -> list[int]:
+    return [link.context.span_id for link in span.links
+            if (link.attributes or {}).get(names.AWS_BEDROCK_LINK_RELATION) == relation]
+
+
+def _precounter() -> Any:
+    from opentelemetry.instrumentation.bedrock_tokens import patch
+
+    assert patch.active is not None and patch.active.precounter is not None
+    return patch.active.precounter
+
+
+@pytest.mark.parametrize("bedrock_async_client", TRANSPORTS, indirect=True)
+@pytest.mark.parametrize("mode", ["blocking", "background"])
+async def test_precount_in_both_modes(
+    mode: str, instrument: Any, bedrock_async_client: Any, bedrock_emulator: Any,
+    bedrock_telemetry: Any,
+) -> None:
+    instrument(precount=mode)
+    # the answer takes 300 ms: a background count lands on the invocation while it is open
+    bedrock_emulator.set_scenario(Scenario(first_byte_delay=0.3, operations=("Converse",)))
+    messages = converse_messages("count me before you answer, please")
+    await bedrock_async_client.converse(modelId=CLAUDE, messages=messages)
+    assert _precounter().flush(5.0)
+    spans = bedrock_telemetry.spans()
+    (count,) = [s for s in spans if s.name.startswith("count_tokens")]
+    (call,) = [s for s in spans if s.name.startswith("chat")]
+    expected = bedrock_emulator.input_tokens_for(CLAUDE, "Converse", {"messages": messages})
+    assert count.attributes[names.AWS_BEDROCK_COUNT_TOKENS_INPUT_TOKENS] == expected
+    assert call.attributes[names.AWS_BEDROCK_COUNT_TOKENS_INPUT_TOKENS] == expected
+    assert call.attributes[names.AWS_BEDROCK_COUNT_TOKENS_DRIFT] == 0
+    assert _links(count, names.LINK_RELATION_PRECOUNTED) == [call.context.span_id]
+    assert _links(call, names.LINK_RELATION_PRECOUNT) == [count.context.span_id]
+    # the CountTokens request went through the pre-count's own (sync) client, signed with the
+    # async client's credentials: the emulator saw it, and no span of ours for it
+    counted = [r for r in bedrock_emulator.requests if r.operation == "CountTokens"]
+    assert len(counted) == 1 and "Credential=emulator/" in counted[0].headers["authorization"]
+
+
+async def test_blocking_precount_never_blocks_the_loop(
+    instrument: Any, bedrock_async_client: Any, bedrock_emulator: Any, bedrock_telemetry: Any
+) -> None:
+    """While a call waits for its pre-count (200 ms), the loop keeps running other tasks."""
+    instrument(precount="blocking", precount_timeout=1.0)
+    bedrock_emulator.set_scenario(Scenario(count_tokens_delay=0.2))
+    ticks = 0
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            await asyncio.sleep(0.005)
+
+    task = asyncio.ensure_future(ticker())
+    started = time.perf_counter()
+    await bedrock_async_client.converse(modelId=CLAUDE, messages=converse_messages())
+    waited = time.perf_counter() - started
+    stop.set()
+    await task
+    assert waited >= 0.2  # it did wait for the count
+    assert ticks >= 20  # ... and the loop ran the ticker meanwhile (a blocked loop: 1 tick)
+    (call,) = [s for s in bedrock_telemetry.spans() if s.name.startswith("chat")]
+    assert call.attributes[names.AWS_BEDROCK_COUNT_TOKENS_INPUT_TOKENS] > 0
+
+
+async def test_budget_hook_vetoes_an_async_call(
+    instrument: Any, bedrock_async_client: Any, bedrock_emulator: Any, bedrock_telemetry: Any
+) -> None:
+    class OverBudget(Exception):
+        pass
+
+    def hook(model: str, operation: str, estimate: int) -> None:
+        raise OverBudget(f"{operation} {estimate}")
+
+    instrument(precount="blocking", precount_hook=hook)
+    with pytest.raises(OverBudget):
+        await bedrock_async_client.converse(modelId=CLAUDE, messages=converse_messages())
+    assert [r.operation for r in bedrock_emulator.requests] == ["CountTokens"]  # never sent
+
+
+async def test_background_queue_bound_and_drop_counter(
+    instrument: Any, bedrock_async_client: Any, bedrock_emulator: Any, bedrock_telemetry: Any
+) -> None:
+    instrument(precount="background", precount_workers=1, precount_queue_size=2)
+    bedrock_emulator.set_scenario(Scenario(count_tokens_delay=0.1))
+    calls = 12
+    await asyncio.gather(*(bedrock_async_client.converse(
+        modelId=CLAUDE, messages=converse_messages(f"call {i}")) for i in range(calls)))
+    assert _precounter().flush(10.0)
+    counts = [s for s in bedrock_telemetry.spans() if s.name.startswith("count_tokens")]
+    dropped = bedrock_telemetry.counter_value(names.METRIC_PRECOUNT_DROPPED)
+    assert dropped >= 1  # one worker, room for two: most of twelve at once are dropped
+    assert len(counts) + dropped == calls
+
+
+_LOOP_ENDS = """
+import asyncio, sys, time, warnings
+warnings.simplefilter("always")
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.instrumentation.bedrock_tokens import BedrockTokensInstrumentor
+from opentelemetry.instrumentation.bedrock_tokens.emulator import BedrockEmulator, Scenario
+from aiobotocore.session import get_session
+
+BedrockTokensInstrumentor().instrument(
+    tracer_provider=TracerProvider(), precount=sys.argv[1], precount_timeout=0.05)
+
+async def main(url):
+    async with get_session().create_client(
+            "bedrock-runtime", region_name="us-east-1", endpoint_url=url,
+            aws_access_key_id="x", aws_secret_access_key="x") as client:
+        for i in range(5):
+            await client.converse(modelId="anthropic.claude-3-5-haiku-20241022-v1:0",
+                                  messages=[{"role": "user", "content": [{"text": f"hi {i}"}]}])
+
+emulator = BedrockEmulator().start()
+emulator.set_scenario(Scenario(count_tokens_delay=30))  # every pre-count still on the wire
+started = time.perf_counter()
+asyncio.run(main(emulator.endpoint_url))
+print("ran", round(time.perf_counter() - started, 2))
+"""
+
+
+@pytest.mark.parametrize("mode", ["blocking", "background"])
+def test_loop_and_process_end_with_precounts_in_flight(mode: str) -> None:
+    """The loop closes and the process exits with pre-counts stuck on the wire: no warning
+    (no task destroyed while pending, no unclosed session), no hang."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-W", "always", "-c", _LOOP_ENDS, mode],
+                          capture_output=True, text=True, timeout=60)
+    elapsed = time.perf_counter() - started
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ran ")
+    noise = [line for line in done.stderr.splitlines() if line.strip()]
+    assert noise == [], noise
+    assert elapsed < 20  # the stuck counts (30 s) never held the process

@@ -25,8 +25,8 @@ import pytest
 
 from opentelemetry.instrumentation.bedrock_tokens import names, streams
 
-from ..helpers import converse_messages
-from .matrix import CASES, Case
+from ..helpers import body_for, converse_messages
+from .matrix import CASES, PRECOUNT_MODES, Case
 from .support import (
     COUNT,
     INVOKE,
@@ -43,7 +43,7 @@ from .support import (
     raised,
     split_spans,
 )
-from .test_fault_matrix import _check_status, _check_usage, _prepare
+from .test_fault_matrix import _check_precount, _check_status, _check_usage, _prepare
 
 pytest.importorskip("aiobotocore")
 
@@ -59,7 +59,7 @@ def _async_case(case: Case) -> bool:
 
 
 ASYNC_RUNS = [
-    pytest.param(case, transport, id=f"{case.id}[{transport}]")
+    pytest.param(case, transport, "off", id=f"{case.id}[{transport}]")
     for case in CASES if _async_case(case) and "off" in case.modes
     for transport in ("aiohttp", "httpx")
     # aiobotocore reads event streams through aiohttp's API only (see tests/test_async.py),
@@ -69,6 +69,11 @@ ASYNC_RUNS = [
         # httpx differs below botocore only in how a body is read and fails: its body cases
         case.operation == INVOKE and case.name != "bytearray") or (
             case.group == "healthy" and not case.streamed)
+] + [
+    # pre-count through an async client: every pre-count fault, and the healthy calls
+    pytest.param(case, "aiohttp", mode, id=f"{case.id}[aiohttp][{mode}]")
+    for case in CASES if _async_case(case) and case.group in ("healthy", "precount-fault")
+    for mode in PRECOUNT_MODES if mode in case.modes
 ]
 
 
@@ -315,24 +320,26 @@ async def _settle(watch: Watch) -> None:
     flush_precounts()
 
 
-@pytest.mark.parametrize(("case", "transport"), ASYNC_RUNS)
+@pytest.mark.parametrize(("case", "transport", "mode"), ASYNC_RUNS)
 async def test_async_fault_matrix(
-    case: Case, transport: str, request: pytest.FixtureRequest, bedrock_emulator: Any,
-    bedrock_telemetry: Any, instrument: Callable[..., Any], watch: Watch,
+    case: Case, transport: str, mode: str, request: pytest.FixtureRequest,
+    bedrock_emulator: Any, bedrock_telemetry: Any, instrument: Callable[..., Any], watch: Watch,
 ) -> None:
     request.node.user_properties.append(("reliability_group", f"async/{case.group}"))
     async for client in _aclient(bedrock_emulator, transport, case.read_timeout):
         _prepare(bedrock_emulator, case)
         plain = await observe_call(client, case.operation, case.make_params(), case.consume)
         _prepare(bedrock_emulator, case)
-        instrument()
+        options: dict[str, Any] = {"precount": mode}
+        if mode != "off":
+            options["precount_timeout"] = case.precount_timeout
+        instrument(**options)
         ours = await observe_call(client, case.operation, case.make_params(), case.consume)
         await _settle(watch)
 
     assert ours.view == plain.view, "the instrumented client showed its user something else"
     invocations, counts = split_spans(bedrock_telemetry, case.operation)
     assert len(invocations) == 1, [s.name for s in bedrock_telemetry.spans()]
-    assert counts == []
     span = invocations[0]
     assert_counts_valid(span)
     _check_status(case, ours, span)
@@ -340,6 +347,10 @@ async def test_async_fault_matrix(
     for key in case.absent:
         assert key not in span.attributes, key
     assert_metrics_match_spans(bedrock_telemetry, invocations)
+    if mode != "off" and case.operation != COUNT:
+        _check_precount(case, mode, span, counts, bedrock_emulator, None)
+    else:
+        assert counts == []
     assert_exportable(bedrock_telemetry, watch.guards)
     assert_clean(watch)
 
@@ -471,3 +482,127 @@ async def test_ten_thousand_async_calls_do_not_grow(
            f"{elapsed:.0f} s: 0 objects of ours alive after {total - 2 * window} calls or at "
            f"the end; what this package allocated grew {growth[0] / 1024:.1f} KiB then "
            f"{growth[1] / 1024:.1f} KiB over each further {window} calls (tracemalloc)")
+
+
+# -- large bodies ---------------------------------------------------------------------------------
+MIB = 1024 * 1024
+
+
+class _BigBodyServer:
+    """Answers every InvokeModel with one large JSON body and no token headers (an image
+    model's reply, an unknown family), with a Content-Length or chunked."""
+
+    def __init__(self, body: bytes, chunked: bool) -> None:
+        import http.server
+
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length", "0")))
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("x-amzn-requestid", "00000000-0000-4000-8000-000000000000")
+                if outer.chunked:
+                    self.send_header("transfer-encoding", "chunked")
+                    self.end_headers()
+                    for start in range(0, len(outer.body), MIB):
+                        piece = outer.body[start:start + MIB]
+                        self.wfile.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
+                    self.wfile.write(b"0\r\n\r\n")
+                else:
+                    self.send_header("content-length", str(len(outer.body)))
+                    self.end_headers()
+                    self.wfile.write(outer.body)
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.body, self.chunked = body, chunked
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.endpoint_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def client_kwargs(self) -> dict[str, Any]:
+        return _Remote(self.endpoint_url).client_kwargs()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _json_body(size: int) -> bytes:
+    head = b'{"id": "msg_big", "type": "message", "content": [{"type": "text", "text": "'
+    tail = b'"}], "stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 5}}'
+    return head + b"x" * (size - len(head) - len(tail)) + tail
+
+
+async def _big_call(server: _BigBodyServer, transport: str) -> tuple[float, int, str]:
+    """(seconds to return, traced peak during the call, digest of what the user read)."""
+    import hashlib
+
+    async for client in _aclient(server, transport):
+        gc.collect()
+        tracemalloc.start()
+        try:
+            started = time.perf_counter()
+            result = await client.invoke_model(modelId=CLAUDE, body=body_for(CLAUDE))
+            returned = time.perf_counter() - started
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        data = await result["body"].read()
+        return returned, peak, hashlib.sha256(data).hexdigest()
+    raise AssertionError("no client")
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "no-length"])
+async def test_large_async_body_is_never_held_for_parsing(
+    transport: str, chunked: bool, instrument: Callable[..., Any], bedrock_telemetry: Any
+) -> None:
+    server = _BigBodyServer(_json_body(64 * MIB), chunked)
+    try:
+        plain = await _big_call(server, transport)
+        instrument()
+        ours = await _big_call(server, transport)
+    finally:
+        server.close()
+    assert ours[2] == plain[2]  # the same bytes
+    # never more than the cap (and a piece) held by us: the transports buffer what they buffer
+    assert ours[1] - plain[1] < 2 * patch_cap() + 256 * 1024, (ours[1], plain[1])
+    span = bedrock_telemetry.spans()[-1]
+    assert names.GEN_AI_USAGE_INPUT_TOKENS not in span.attributes  # too large: not parsed
+    figure(f"async 64 MiB body ({transport}, {'no length' if chunked else 'content-length'})",
+           f"returned in {plain[0] * 1000:.1f} ms uninstrumented, {ours[0] * 1000:.1f} ms "
+           f"instrumented; traced peak during the call {plain[1] / MIB:.1f} MiB and "
+           f"{ours[1] / MIB:.1f} MiB")
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "no-length"])
+@pytest.mark.parametrize("over", [0, 1], ids=["at-the-cap", "one-past"])
+async def test_async_body_at_the_cap_is_parsed_and_past_it_is_not(
+    transport: str, chunked: bool, over: int, instrument: Callable[..., Any],
+    bedrock_telemetry: Any,
+) -> None:
+    server = _BigBodyServer(_json_body(patch_cap() + over), chunked)
+    try:
+        plain = await _big_call(server, transport)
+        instrument()
+        ours = await _big_call(server, transport)
+    finally:
+        server.close()
+    assert ours[2] == plain[2]
+    span = bedrock_telemetry.spans()[-1]
+    parsed = span.attributes.get(names.GEN_AI_USAGE_INPUT_TOKENS)
+    assert parsed == (3 if not over else None)
+
+
+def patch_cap() -> int:
+    from opentelemetry.instrumentation.bedrock_tokens import patch
+
+    return patch.MAX_PARSED_RESPONSE

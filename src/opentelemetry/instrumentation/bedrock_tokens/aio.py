@@ -21,15 +21,15 @@ from .usage import to_count
 
 _logger = logging.getLogger(__name__)
 
-_BODY_CHUNK = 64 * 1024
+_BODY_CHUNK = 64 * 1024  # pieces of the body read at a time (patch.MAX_PARSED_RESPONSE in all)
 
 
 async def call_async(handler: patch.Handler, wrapped: Any, client: Any, args: Any,
                      kwargs: Any) -> Any:
-    call = handler.begin(client, args, kwargs, precount=False)
+    call = handler.begin(client, args, kwargs)
     if call is None:
         return await wrapped(*args, **kwargs)
-    call.open(None)  # pre-count for async clients: not yet
+    call.open(await call.precount_async())
     with call:
         result = await wrapped(*args, **kwargs)
     if call.settle(result, AsyncStreamProxy):
@@ -76,6 +76,7 @@ class _Replay:
     _replay: io.BytesIO
     _replay_size: int
     _replay_error: Optional[BaseException]
+    _replay_rest: Any  # the original body, when only the first part was read (no length)
     _amount_read: int
 
     if TYPE_CHECKING:
@@ -103,6 +104,16 @@ class _Replay:
             return await super().read(amt)  # type: ignore[misc,no-any-return]
         if amt == 0:
             return b""
+        rest = self._replay_rest
+        if rest is not None:  # what was read, then the original body for the rest (it counts
+            whole = amt is None or amt < 0  # and checks the length of all of it)
+            chunk = self._replay.read(None if whole else amt)
+            if whole:
+                chunk += await rest.read(amt)
+            elif not chunk:
+                chunk = await rest.read(amt)
+            self._amount_read += len(chunk)
+            return chunk
         chunk = self._take(amt)
         self._amount_read += len(chunk)
         if amt is None or (not chunk and amt > 0):
@@ -114,6 +125,10 @@ class _Replay:
             return await super().readinto(b)  # type: ignore[misc,no-any-return]
         if len(b) == 0:
             return 0
+        if self._replay_rest is not None:
+            chunk = await self.read(len(b))
+            b[: len(chunk)] = chunk
+            return len(chunk)
         chunk = self._take(len(b))
         b[: len(chunk)] = chunk
         self._amount_read += len(chunk)
@@ -122,6 +137,8 @@ class _Replay:
         return len(chunk)
 
     def readable(self) -> bool:  # aiohttp's: not at EOF (a failed reader never reaches it)
+        if self._replay_rest is not None and self._replay.tell() >= self._replay_size:
+            return bool(self._replay_rest.readable())
         return self._replay_error is not None or self._replay.tell() < self._replay_size
 
 
@@ -132,6 +149,7 @@ class _RawReplay:
     _stream_iter: Any
     _replay_chunks: list[bytes]
     _replay_error: Optional[BaseException]
+    _replay_rest: Any  # aiter_raw() itself, when only the first part was read (no length)
     _replay_closed = False
 
     async def close(self) -> None:  # httpx's close() is async, and aclose() is close()
@@ -153,6 +171,9 @@ class _RawReplay:
             yield chunk
         if self._replay_error is not None:
             raise self._replay_error
+        if self._replay_rest is not None:
+            async for chunk in self._replay_rest:
+                yield chunk
 
 
 _replay_classes: dict[tuple[type, type], type] = {}
@@ -183,30 +204,43 @@ async def _take_body(result: Any) -> Optional[bytes]:
     if body is None or raw is None or not hasattr(body, "read"):
         return None
     length = to_count(getattr(body, "_content_length", None))
+    if length is not None and length > patch.MAX_PARSED_RESPONSE:
+        return None  # too large to parse: never touched
     parts: list[bytes] = []
+    got = 0
     error: Optional[BaseException] = None
+    over = False  # no stated length, and more than the cap: the rest is left to the user
     httpx_raw = getattr(body, "_stream_iter", False) is None and hasattr(raw, "aiter_raw")
+    chunks = raw.aiter_raw().__aiter__() if httpx_raw else None
     try:
-        if httpx_raw:
-            async for chunk in raw.aiter_raw():
-                parts.append(chunk)
-        else:
-            while True:
-                chunk = await body.read(_BODY_CHUNK)
+        while not over:
+            if chunks is not None:
+                try:
+                    chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    break
+            else:
+                chunk = await body.read(min(_BODY_CHUNK, patch.MAX_PARSED_RESPONSE + 1 - got))
                 if not chunk:
                     break
-                parts.append(chunk)
+            parts.append(chunk)
+            got += len(chunk)
+            over = got > patch.MAX_PARSED_RESPONSE
     except Exception as exc:
         error = exc
-    if httpx_raw:
+    if chunks is not None:
         replay = _replay_class(_RawReplay, type(body))(raw, body._content_length)
         replay._replay_chunks = parts
+        replay._replay_rest = chunks if over else None
     else:
         replay = _replay_class(_Replay, type(body))(raw, body._content_length)
         replay._replay = io.BytesIO(b"".join(parts))
-        replay._replay_size = sum(map(len, parts))
+        replay._replay_size = got
+        replay._replay_rest = body if over else None
     replay._replay_error = error
     result["body"] = replay
+    if over:
+        return None
     data = b"".join(parts)
     complete = error is None and (length is None or len(data) == length)
     return data if complete else None

@@ -126,8 +126,8 @@ def steps(region: str) -> list[Step]:
             "messages": _user("Can I return a gift without the receipt?"),
             "inferenceConfig": {"maxTokens": 80},
         }),
-        Step("async streamed chat with Nova Lite", "ConverseStream", {
-            "modelId": nova_lite,
+        Step("async streamed chat with Claude 3.5 Haiku", "ConverseStream", {
+            "modelId": haiku,
             "messages": _user("In two sentences: why do streamed replies need their own timing?"),
             "inferenceConfig": {"maxTokens": 80},
         }, driver="aiobotocore"),

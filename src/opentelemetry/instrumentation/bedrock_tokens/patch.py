@@ -33,10 +33,12 @@ from opentelemetry import context, trace
 
 from . import content, families, names
 from .config import Settings
+from .countclient import resolved_credentials
 from .models import UNKNOWN, ModelInfo, parse_model_id
 from .record import CallRecord
 from .streams import StreamProxy, wrap_stream
 from .telemetry import Telemetry
+from .text import clean_attributes, clean_id
 from .usage import Usage, from_converse, from_headers, merge, to_count
 
 _logger = logging.getLogger(__name__)
@@ -44,6 +46,10 @@ _logger = logging.getLogger(__name__)
 SERVICE = "bedrock-runtime"
 _MAX_PARSED_REQUEST = 256 * 1024  # larger InvokeModel bodies are not parsed for attributes
 _BODY_CHUNK = 64 * 1024
+# The most of an InvokeModel response body ever held for parsing. A larger body (an image
+# model's, say) is left to the user untouched when its length says so up front, or handed back
+# as the part read followed by the rest of the live stream; either way it is not parsed.
+MAX_PARSED_RESPONSE = 1024 * 1024
 
 # Set in the context by our own internal calls (pre-count) so the wrapper lets them through.
 INTERNAL_CALL_KEY = context.create_key("bedrock-tokens-internal-call")
@@ -76,6 +82,7 @@ class Request(NamedTuple):
     attributes: dict[str, Any]
     address: Optional[str]
     port: Optional[int]
+    raw_model: str = ""  # the modelId as the user passed it (model: cleaned for telemetry)
 
 
 class Estimate(NamedTuple):
@@ -83,16 +90,25 @@ class Estimate(NamedTuple):
 
     tokens: Optional[int]
     span_context: Optional[trace.SpanContext]
+    skipped: Optional[str] = None  # why no pre-count was made (names.SKIPPED_*)
 
 
 class Precounter(Protocol):
     def before(
-        self, client: Any, request: Request, params: Mapping[str, Any]
+        self, client: Any, request: Request, params: Mapping[str, Any],
+        credentials: Any = None,
     ) -> Optional[Estimate]:
         """Blocking mode: count (within the budget) and run the user's hook; may raise."""
 
+    async def before_async(
+        self, client: Any, request: Request, params: Mapping[str, Any],
+        credentials: Any = None,
+    ) -> Optional[Estimate]:
+        """Blocking mode for an async client: the same, awaited, never blocking the loop."""
+
     def after_start(
-        self, client: Any, request: Request, params: Mapping[str, Any], record: CallRecord
+        self, client: Any, request: Request, params: Mapping[str, Any], record: CallRecord,
+        credentials: Any = None,
     ) -> None:
         """Background mode: submit a count linked to the started invocation span."""
 
@@ -114,8 +130,8 @@ class Call:
     Every step here catches its own failures: the user's call never sees one of ours (the
     pre-count budget hook excepted, which may veto the call by design)."""
 
-    __slots__ = ("_client", "_handler", "_params", "_pending", "_precounter", "_token",
-                 "record", "request")
+    __slots__ = ("_client", "_credentials", "_handler", "_params", "_pending", "_precounter",
+                 "_token", "record", "request")
 
     def __init__(
         self,
@@ -133,12 +149,32 @@ class Call:
         self.record: Optional[CallRecord] = None
         self._token: Optional[object] = None
         self._pending: Optional[_Pending] = None
+        self._credentials: Any = None  # an async client's, resolved for the pre-count
 
     def precount(self) -> Optional[Estimate]:
         """Blocking mode: count first (within the budget); the user's hook may raise."""
         if self._precounter is None:
             return None
         return self._precounter.before(self._client, self.request, self._params)
+
+    async def precount_async(self) -> Optional[Estimate]:
+        """The async client's pre-count: its credentials resolved on the loop (the pre-count
+        runs on the pool's threads, through a sync twin), then, in blocking mode, the count
+        awaited within the budget. The user's hook may raise, as in ``precount``."""
+        if self._precounter is None:
+            return None
+        try:
+            self._credentials = await resolved_credentials(self._client)
+        except Exception:
+            _logger.debug("bedrock-tokens: no credentials for a pre-count", exc_info=True)
+            self._precounter = None
+            return None
+        if self._credentials is None:  # unsigned or token auth: no twin can sign for it
+            self._precounter = None
+            return None
+        return await self._precounter.before_async(
+            self._client, self.request, self._params, self._credentials
+        )
 
     def open(self, estimate: Optional[Estimate]) -> None:
         """Start the span (with the pre-count's link), then any background pre-count."""
@@ -150,7 +186,7 @@ class Call:
         if self._precounter is not None:
             try:
                 self._precounter.after_start(
-                    self._client, self.request, self._params, self.record
+                    self._client, self.request, self._params, self.record, self._credentials
                 )
             except Exception:
                 _logger.debug("bedrock-tokens: background pre-count failed", exc_info=True)
@@ -235,11 +271,18 @@ class _Replay(io.RawIOBase):
     reads give b"", as the spent original would, and botocore's own length check reports what
     it reports without us."""
 
-    def __init__(self, data: bytes, error: Optional[BaseException], whole_only: bool) -> None:
+    def __init__(
+        self,
+        data: bytes,
+        error: Optional[BaseException],
+        whole_only: bool,
+        rest: Any = None,
+    ) -> None:
         super().__init__()
         self._data = io.BytesIO(data)
         self._error = error
         self._whole_only = whole_only
+        self._rest = rest  # the live raw stream the bytes were read from, when not all were
 
     def readable(self) -> bool:
         return True
@@ -251,6 +294,18 @@ class _Replay(io.RawIOBase):
 
     def read(self, amt: Optional[int] = None) -> bytes:
         whole = amt is None or amt < 0
+        if self._rest is not None:  # the prefix, then the live stream, as one stream
+            chunk = self._data.read(None if whole else amt)
+            if whole:  # in pieces, joined once: what urllib3 does for a body of no length
+                pieces = [chunk]
+                while True:
+                    piece: bytes = self._rest.read(MAX_PARSED_RESPONSE)
+                    if not piece:
+                        return b"".join(pieces)
+                    pieces.append(piece)
+            if amt is not None and len(chunk) < amt:  # urllib3 fills sized reads
+                chunk += self._rest.read(amt - len(chunk))
+            return chunk
         if whole and self._error is not None:
             self._data = io.BytesIO()
             return self._raise()
@@ -270,15 +325,21 @@ class _Replay(io.RawIOBase):
     def close(self) -> None:
         self._data = io.BytesIO()
         self._error = None
+        rest, self._rest = self._rest, None
+        if rest is not None:
+            rest.close()
         super().close()
 
 
 class _ReplayBody(StreamingBody):  # type: ignore[misc]
     """botocore's StreamingBody over a replay: the bytes are in memory, no socket is left to
-    time out, so setting a socket timeout does nothing (as it harms nothing)."""
+    time out, so setting a socket timeout does nothing (as it harms nothing); a replay that
+    continues with the live stream passes it on."""
 
     def set_socket_timeout(self, timeout: Any) -> None:
-        return None
+        rest = getattr(self._raw_stream, "_rest", None)
+        if rest is not None:
+            StreamingBody(rest, None).set_socket_timeout(timeout)
 
 
 class Handler:
@@ -310,9 +371,7 @@ class Handler:
         self._on_first_call = on_first_call
 
     # -- the call ------------------------------------------------------------------------------
-    def begin(
-        self, client: Any, args: Any, kwargs: Any, precount: bool = True
-    ) -> Optional[Call]:
+    def begin(self, client: Any, args: Any, kwargs: Any) -> Optional[Call]:
         """The call described, or None when it is not ours to trace (then call straight
         through). Nothing here awaits or blocks: both drivers start with it."""
         if len(args) >= 2:
@@ -339,7 +398,7 @@ class Handler:
         except Exception:
             _logger.debug("bedrock-tokens: could not describe a request", exc_info=True)
             return None
-        precounter = self.precounter if precount and spec.kind != "count" else None
+        precounter = self.precounter if spec.kind != "count" else None
         return Call(self, client, request, params, precounter)
 
     def call(self, wrapped: Any, client: Any, args: Any, kwargs: Any) -> Any:
@@ -358,8 +417,9 @@ class Handler:
         self, operation_name: str, spec: OpSpec, client: Any, params: Mapping[str, Any]
     ) -> Request:
         model_id = params.get("modelId")
-        model = model_id if isinstance(model_id, str) else ""
-        info = parse_model_id(model)
+        raw_model = model_id if isinstance(model_id, str) else ""
+        model = clean_id(raw_model)  # for telemetry; the service is sent the user's own
+        info = parse_model_id(raw_model)
         family = info.family
         attrs: dict[str, Any] = {}
         body: Any = None
@@ -389,7 +449,8 @@ class Handler:
             attrs.update(self._capture.input_attributes(body))
         address, port = _server(client)
         return Request(
-            operation_name, spec, model, info, family, operation, body, attrs, address, port
+            operation_name, spec, model, info, family, operation, body, clean_attributes(attrs),
+            address, port, raw_model,
         )
 
     def _start(self, request: Request, estimate: Optional[Estimate]) -> CallRecord:
@@ -417,6 +478,8 @@ class Handler:
                     del attrs[key]
         links = None
         if estimate is not None:
+            if estimate.skipped is not None:
+                attrs[names.AWS_BEDROCK_COUNT_TOKENS_SKIPPED] = estimate.skipped
             if estimate.tokens is not None:
                 attrs[names.AWS_BEDROCK_COUNT_TOKENS_INPUT_TOKENS] = estimate.tokens
             if estimate.span_context is not None:
@@ -430,6 +493,7 @@ class Handler:
             span,
             time.perf_counter(),
             tel.metric_attributes(request.operation, request.model, request.address, request.port),
+            self._capture is not None,
         )
         if estimate is not None:
             record.estimate = estimate.tokens
@@ -549,26 +613,44 @@ def take_body(result: Any) -> Optional[bytes]:
 
 
 def _take_body(result: dict[str, Any]) -> Optional[bytes]:
+    """Read the InvokeModel body (at most ``MAX_PARSED_RESPONSE`` bytes of it) and put back
+    one that gives the user what the original would have: the same bytes, the same failures
+    at the same points, the same length check. None when there is nothing to parse: no body,
+    a body that did not arrive whole, or one larger than the cap (then left alone, or handed
+    back as the part read followed by the live rest)."""
     body = result.get("body")
     raw = getattr(body, "_raw_stream", None)
     if not isinstance(body, StreamingBody) or raw is None:
         return None
     length = to_count(getattr(body, "_content_length", None))
+    if length is not None and length > MAX_PARSED_RESPONSE:
+        return None  # too large to parse: never touched
     parts: list[bytes] = []
+    got = 0
     error: Optional[BaseException] = None
     whole_only = False
+    over = False
     try:
         while True:  # urllib3 fills a sized read unless the body ended (or was cut)
-            chunk = raw.read(_BODY_CHUNK)
+            want = min(_BODY_CHUNK, MAX_PARSED_RESPONSE + 1 - got)
+            chunk = raw.read(want)
             parts.append(chunk)
-            if len(chunk) < _BODY_CHUNK:
+            got += len(chunk)
+            if len(chunk) < want:
                 break
-        if length is not None and sum(map(len, parts)) < length:
+            if got > MAX_PARSED_RESPONSE:  # no length given, and more than the cap: stop
+                over = True
+                break
+        if not over and length is not None and got < length:
             whole_only = True  # truncated: only a whole-body read fails, and this is how
             raw.read()
     except Exception as exc:
         error = exc
     data = b"".join(parts)
+    del parts
+    if over:
+        result["body"] = _ReplayBody(_Replay(data, None, False, raw), body._content_length)
+        return None
     result["body"] = _ReplayBody(_Replay(data, error, whole_only), body._content_length)
     complete = error is None and (length is None or len(data) == length)
     return data if complete else None

@@ -10,8 +10,9 @@ Shape of the work, for both modes:
 * The pre-count runs on a small pool of daemon threads (``_Pool``), never on the caller's
   thread, so its latency is bounded by a wait with a timeout (blocking) or not seen at all
   (background), and nothing can hold the process at exit.
-* It uses the caller's own client, so credentials, region, endpoint and botocore
-  configuration are the ones the invocation uses. The CountTokens call carries
+* It uses a twin of the caller's client (``countclient.py``): the credentials, region,
+  endpoint and botocore configuration the invocation uses, but retry state of its own, so a
+  throttled count never slows the caller's client down. The CountTokens call carries
   ``patch.INTERNAL_CALL_KEY`` in its context, which makes our wrapper let it through
   untraced, and suppresses other instrumentations: the ``count_tokens {model}`` span created
   here is the whole telemetry of a pre-count, and no HTTP or botocore span under it can echo
@@ -22,7 +23,10 @@ Shape of the work, for both modes:
 * Failures only ever touch the count span. What the service said is remembered so it is not
   asked again in vain: a model it rejects (for a while), a cross-region profile id it rejects
   (the base id is used instead), a client without the ``bedrock:CountTokens`` permission (for
-  the client's lifetime).
+  the client's lifetime), and a throttled or slow CountTokens (that model and endpoint back
+  off for ``precount_backoff`` seconds, so the calls pay nothing for it meanwhile).
+* Only calls whose span is recording are pre-counted, unless ``precount_unsampled`` (drift
+  over every call) or a budget hook asks for all of them.
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Union
 
+from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
@@ -46,8 +51,9 @@ from opentelemetry import context, trace
 
 from . import names
 from .config import Settings
+from .countclient import count_client
 from .patch import INTERNAL_CALL_KEY, Estimate, Request
-from .record import CallRecord, error_type
+from .record import CallRecord, error_type, status_description
 from .telemetry import Telemetry
 from .usage import to_count
 
@@ -66,6 +72,12 @@ _MAX_REMEMBERED = 1024
 # time the caller spends waiting on the network.
 BACKGROUND_GRACE = 0.005
 
+# Error codes that say "CountTokens is overloaded here, ask later": the back-off starts.
+_BACK_OFF_CODES = frozenset({
+    "ThrottlingException", "TooManyRequestsException", "ServiceQuotaExceededException",
+    "ServiceUnavailableException", "ModelTimeoutException",
+})
+
 # Error codes that say "this model (in this form, at this endpoint) cannot be counted".
 _MODEL_REFUSED = frozenset({"ValidationException", "ResourceNotFoundException"})
 _ACCESS_DENIED = "AccessDeniedException"
@@ -78,6 +90,7 @@ _converse_members: weakref.WeakKeyDictionary[Any, Optional[frozenset[str]]] = (
     weakref.WeakKeyDictionary()
 )
 _converse_members_lock = threading.Lock()
+_warned_no_count_tokens: list[bool] = []  # non-empty once the missing operation was logged
 
 
 def _count_input_members(client: Any) -> Optional[frozenset[str]]:
@@ -98,6 +111,18 @@ def _count_input_members(client: Any) -> Optional[frozenset[str]]:
         found = None
     with _converse_members_lock:
         _converse_members[model] = found
+        warn = found is None and not _warned_no_count_tokens
+        if warn:
+            _warned_no_count_tokens.append(True)
+    if warn:
+        import botocore
+
+        _logger.warning(
+            "bedrock-tokens: botocore %s has no bedrock-runtime CountTokens operation, so "
+            "nothing is pre-counted. Upgrade botocore (1.40.14 or later has it), or set "
+            "OTEL_INSTRUMENTATION_BEDROCK_TOKENS_PRECOUNT=off. (Logged once.)",
+            botocore.__version__,
+        )
     return found
 
 
@@ -271,6 +296,7 @@ class _BlockingCount(_Job):
         self._work = work
         self._lock = threading.Lock()
         self.finished = threading.Event()
+        self._on_finished: list[Any] = []  # async waiters (before_async), called once
         self._state = "queued"  # queued | running | done | cancelled
         self._span: Optional[Span] = None
         self._outcome = _Outcome()
@@ -279,6 +305,10 @@ class _BlockingCount(_Job):
         self._delivered = False  # the caller took the count before the invocation started
         self._linked = False  # the invocation span was started with a link to the count span
         self._abandoned = False  # no invocation will follow (hook veto, or never started)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self._work.key
 
     def run(self) -> None:
         with self._lock:
@@ -290,7 +320,7 @@ class _BlockingCount(_Job):
         except BaseException:
             with self._lock:
                 self._state = "cancelled"
-            self.finished.set()
+            self._set_finished()
             raise
         with self._lock:
             self._span = span
@@ -300,7 +330,7 @@ class _BlockingCount(_Job):
             self._end_time = time.time_ns()
             self._state = "done"
             record, abandoned = self._record, self._abandoned
-        self.finished.set()
+        self._set_finished()
         if record is not None:  # the caller stopped waiting; the invocation already started
             self._finish(record, late=True)
         elif abandoned:
@@ -310,7 +340,41 @@ class _BlockingCount(_Job):
         with self._lock:
             if self._state == "queued":
                 self._state = "cancelled"
-        self.finished.set()
+        self._set_finished()
+
+    def _set_finished(self) -> None:
+        with self._lock:
+            self.finished.set()
+            callbacks, self._on_finished = self._on_finished, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                _logger.debug("bedrock-tokens: could not wake a pre-count waiter", exc_info=True)
+
+    async def wait_async(self, timeout: float) -> bool:
+        """``finished.wait(timeout)`` for a coroutine: the loop is never blocked (the worker
+        wakes it with ``call_soon_threadsafe``); True if the count finished in time."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_resolve, future)
+
+        with self._lock:
+            done = self.finished.is_set()
+            if not done:
+                self._on_finished.append(wake)
+        if done:
+            return True
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
     def take(self) -> Optional[Estimate]:
         """At the deadline (or earlier, when done): what the invocation span starts with.
@@ -367,6 +431,11 @@ class _BlockingCount(_Job):
             _logger.debug("bedrock-tokens: could not end a count span", exc_info=True)
 
 
+def _resolve(future: Any) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class _BackgroundCount(_Job):
     """A pre-count running next to an invocation whose span already exists: the count span is
     born with its link to the invocation, and gives the estimate and the reverse link to the
@@ -396,7 +465,7 @@ class _BackgroundCount(_Job):
 class _Work:
     """Everything a pre-count needs, captured on the caller's thread."""
 
-    __slots__ = ("client", "count_input", "key", "parent", "request")
+    __slots__ = ("client", "count_input", "credentials", "key", "parent", "request")
 
     def __init__(
         self,
@@ -405,8 +474,12 @@ class _Work:
         count_input: dict[str, Any],
         key: tuple[str, str],
         parent: context.Context,
+        credentials: Any = None,
     ) -> None:
-        self.client = client
+        self.client = client  # the user's; the request goes through its twin (countclient.py)
+        # An async client's credentials, resolved (awaited) on the caller's loop: its own
+        # object cannot sign for the twin, whose signer is not a coroutine.
+        self.credentials = credentials
         self.request = request
         self.count_input = count_input
         self.key = key  # (endpoint, model id): what the service's answers are remembered by
@@ -433,31 +506,73 @@ class CountTokensPrecounter:
         self._denied: weakref.WeakSet[Any] = weakref.WeakSet()  # clients: not kept alive
         self._warned_denied = False
         self._pending = threading.local()  # blocking job between before() and after_start()
+        # The breaker: key -> monotonic end of its back-off (throttled, timed out, too slow).
+        self._backoff_period = settings.precount_backoff
+        self._backing_off: dict[tuple[str, str], float] = {}
+        self._unsampled = settings.precount_unsampled
+        _precounters.add(self)
 
     # -- the Precounter protocol ---------------------------------------------------------------
     def before(
-        self, client: Any, request: Request, params: Mapping[str, Any]
+        self, client: Any, request: Request, params: Mapping[str, Any],
+        credentials: Any = None,
     ) -> Optional[Estimate]:
         """Blocking mode: count within the budget, then run the user's hook.
 
         Only the hook's exception can leave this method: it is the budget guard's veto, and
         the call is then not sent. Any failure of our own ends in "no estimate".
         """
+        job = self._start_blocking(client, request, params, credentials)
+        if not isinstance(job, _BlockingCount):
+            return job
+        try:
+            finished = job.finished.wait(self._timeout)
+        except BaseException:  # KeyboardInterrupt while waiting: the caller's to have
+            job.abandon()
+            raise
+        return self._end_blocking(job, finished, request)
+
+    async def before_async(
+        self, client: Any, request: Request, params: Mapping[str, Any],
+        credentials: Any = None,
+    ) -> Optional[Estimate]:
+        """``before`` for an async client: the same count, awaited (never blocking the loop)."""
+        job = self._start_blocking(client, request, params, credentials)
+        if not isinstance(job, _BlockingCount):
+            return job
+        try:
+            finished = await job.wait_async(self._timeout)
+        except BaseException:  # the task was cancelled while waiting: the caller's to have
+            job.abandon()
+            raise
+        return self._end_blocking(job, finished, request)
+
+    def _start_blocking(
+        self, client: Any, request: Request, params: Mapping[str, Any], credentials: Any
+    ) -> Union[_BlockingCount, Estimate, None]:
         if self._mode != "blocking":
             return None
         try:
             self._drop_stale_pending()
-            job = self._submit_blocking(client, request, params)
-            if job is None:
-                return None
-            try:
-                job.finished.wait(self._timeout)
-            except BaseException:  # KeyboardInterrupt while waiting: the caller's to have
-                job.abandon()
-                raise
+            if self._hook is None and not self._unsampled and not self._would_sample(request):
+                return None  # telemetry-only pre-count of a call whose span is not sampled
+            job = self._submit_blocking(client, request, params, credentials)
+            if isinstance(job, str):
+                return Estimate(None, None, job)
+            return job
+        except Exception:
+            _logger.debug("bedrock-tokens: blocking pre-count failed", exc_info=True)
+            return None
+
+    def _end_blocking(
+        self, job: _BlockingCount, finished: bool, request: Request
+    ) -> Optional[Estimate]:
+        try:
             estimate = job.take()
-            if estimate is None:
+            if estimate is None:  # never left the queue: the pool is busy, not the service
                 return None
+            if not finished:  # sent, and too slow: the next calls must not pay the budget too
+                self._back_off(job.key, "outlived the blocking budget")
         except Exception:
             _logger.debug("bedrock-tokens: blocking pre-count failed", exc_info=True)
             return None
@@ -472,7 +587,8 @@ class CountTokensPrecounter:
         return estimate
 
     def after_start(
-        self, client: Any, request: Request, params: Mapping[str, Any], record: CallRecord
+        self, client: Any, request: Request, params: Mapping[str, Any], record: CallRecord,
+        credentials: Any = None,
     ) -> None:
         """Blocking mode: hand the invocation's record to the count span (link back, end).
         Background mode: queue a pre-count linked to the started invocation span."""
@@ -482,8 +598,13 @@ class CountTokensPrecounter:
                 self._pending.job = None
                 pending[1].attach(record)
             return
-        work = self._prepare(client, request, params)
+        if not self._unsampled and not record.span.is_recording():
+            return  # nobody would see its estimate, and it costs a request
+        work = self._prepare(client, request, params, credentials)
         if work is None:
+            return
+        if isinstance(work, str):
+            record.span.set_attribute(names.AWS_BEDROCK_COUNT_TOKENS_SKIPPED, work)
             return
         if not self._pool.submit(_BackgroundCount(self, work, record)):
             self._dropped(request)
@@ -502,10 +623,12 @@ class CountTokensPrecounter:
 
     # -- deciding ------------------------------------------------------------------------------
     def _prepare(
-        self, client: Any, request: Request, params: Mapping[str, Any]
-    ) -> Optional[_Work]:
-        """The pre-count for this call, or None when it is skipped: not sampled, not an
-        operation CountTokens understands, or known in advance to fail."""
+        self, client: Any, request: Request, params: Mapping[str, Any], credentials: Any = None
+    ) -> Union[_Work, str, None]:
+        """The pre-count for this call; or a reason (``names.SKIPPED_*``) to say on the span
+        when it is skipped because CountTokens is backing off; or None when it is skipped
+        for any other reason: not sampled, not an operation CountTokens understands, or known
+        in advance to fail."""
         if request.spec.kind not in ("invoke", "converse") or not request.model:
             return None
         if self._ratio < 1.0 and not self._random.random() < self._ratio:
@@ -515,20 +638,22 @@ class CountTokensPrecounter:
         key = (_endpoint(client), request.model)
         if self._is_refused(key):
             return None
+        if self._skip_backing_off(key, request):
+            return names.SKIPPED_BACKOFF
         members = _count_input_members(client)
         if members is None:
             return None
         count_input = _count_input(request, params, members)
         if count_input is None:
             return None
-        return _Work(client, request, count_input, key, context.get_current())
+        return _Work(client, request, count_input, key, context.get_current(), credentials)
 
     def _submit_blocking(
-        self, client: Any, request: Request, params: Mapping[str, Any]
-    ) -> Optional[_BlockingCount]:
-        work = self._prepare(client, request, params)
-        if work is None:
-            return None
+        self, client: Any, request: Request, params: Mapping[str, Any], credentials: Any
+    ) -> Union[_BlockingCount, str, None]:
+        work = self._prepare(client, request, params, credentials)
+        if work is None or isinstance(work, str):
+            return work
         job = _BlockingCount(self, work)
         if not self._pool.submit(job):
             self._dropped(request)
@@ -549,6 +674,65 @@ class CountTokensPrecounter:
             names.GEN_AI_OPERATION_NAME: request.operation,
             names.GEN_AI_REQUEST_MODEL: request.model,
         })
+
+    def _would_sample(self, request: Request) -> bool:
+        """Blocking mode, before the invocation span exists: would it be sampled? The tracer's
+        sampler is asked what it will be asked: exactly, for parent-based and fixed samplers
+        (the parent's trace id is used); for a root call under a ratio sampler, an independent
+        draw of the same ratio."""
+        tracer = self._telemetry.tracer
+        tracer = getattr(tracer, "_tracer", tracer)  # a ProxyTracer's delegate
+        sampler = getattr(tracer, "sampler", None)
+        if sampler is None:  # not the SDK's tracer: only a no-op one records nothing
+            return not isinstance(tracer, trace.NoOpTracer)
+        parent = context.get_current()
+        span_context = trace.get_current_span(parent).get_span_context()
+        trace_id = span_context.trace_id if span_context.is_valid else (
+            self._random.getrandbits(128) or 1)
+        name = f"{request.operation} {request.model}" if request.model else request.operation
+        try:
+            result = sampler.should_sample(parent, trace_id, name, SpanKind.CLIENT)
+            return bool(result.decision.is_recording())
+        except Exception:
+            _logger.debug("bedrock-tokens: could not ask the sampler", exc_info=True)
+            return True
+
+    # -- the breaker ---------------------------------------------------------------------------
+    def _skip_backing_off(self, key: tuple[str, str], request: Request) -> bool:
+        """True (and counted) when this model and endpoint are backing off."""
+        with self._lock:
+            until = self._backing_off.get(key)
+            if until is None:
+                return False
+            if until <= time.monotonic():
+                del self._backing_off[key]
+                return False
+        self._telemetry.precount_skipped.add(1, {
+            names.GEN_AI_PROVIDER_NAME: names.PROVIDER_AWS_BEDROCK,
+            names.GEN_AI_OPERATION_NAME: request.operation,
+            names.GEN_AI_REQUEST_MODEL: request.model,
+            names.AWS_BEDROCK_COUNT_TOKENS_SKIPPED: names.SKIPPED_BACKOFF,
+        })
+        return True
+
+    def _back_off(self, key: tuple[str, str], why: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if self._backing_off.get(key, 0.0) > now:
+                return  # already backing off: the period runs from the first failure
+            if len(self._backing_off) >= _MAX_REMEMBERED:
+                self._backing_off = {k: t for k, t in self._backing_off.items() if t > now}
+                if len(self._backing_off) >= _MAX_REMEMBERED:
+                    self._backing_off.clear()
+            self._backing_off[key] = now + self._backoff_period
+        _logger.debug(
+            "bedrock-tokens: CountTokens %s for model %r; not pre-counting it for %.0f s",
+            why, key[1], self._backoff_period,
+        )
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self._pending = threading.local()
 
     # -- remembered answers --------------------------------------------------------------------
     def _is_denied(self, client: Any) -> bool:
@@ -638,9 +822,10 @@ class CountTokensPrecounter:
             elif outcome.error is not None:
                 failure = outcome.error
                 span.set_attribute(names.ERROR_TYPE, error_type(failure))
-                span.set_status(
-                    Status(StatusCode.ERROR, f"{type(failure).__name__}: {failure}")
-                )
+                span.set_status(Status(
+                    StatusCode.ERROR,
+                    status_description(failure, self._settings.capture_content),
+                ))
         except Exception:
             _logger.debug("bedrock-tokens: could not record a pre-count", exc_info=True)
         return outcome
@@ -649,13 +834,16 @@ class CountTokensPrecounter:
         request = work.request
         with self._lock:
             known_form = self._model_form.get(work.key)
-        model_id = known_form or request.model
+        model_id = known_form or request.raw_model or request.model
         outcome = self._call(work, span, model_id)
         if outcome.error is None:
             return outcome
         code = error_type(outcome.error)
         if code == _ACCESS_DENIED:
             self._deny(work.client)
+            return outcome
+        if _backs_off(outcome.error, code):
+            self._back_off(work.key, f"failed ({code})")
             return outcome
         if code not in _MODEL_REFUSED:
             return outcome  # throttled, unavailable, network: skip this one, remember nothing
@@ -677,14 +865,17 @@ class CountTokensPrecounter:
         return outcome
 
     def _call(self, work: _Work, span: Span, model_id: str) -> _Outcome:
-        """One CountTokens request on the caller's client, invisible to every instrumentation
-        (ours included) but parented under the count span."""
+        """One CountTokens request on the twin of the caller's client, invisible to every
+        instrumentation (ours included) but parented under the count span."""
         ctx = trace.set_span_in_context(span, work.parent)
         ctx = context.set_value(INTERNAL_CALL_KEY, True, ctx)
         ctx = context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, ctx)
+        sender = count_client(work.client, work.credentials)  # made on a worker, once
+        if sender is None:
+            return _Outcome(error=RuntimeError("no pre-count client could be made"))
         token = context.attach(ctx)
         try:
-            result = work.client.count_tokens(modelId=model_id, input=work.count_input)
+            result = sender.count_tokens(modelId=model_id, input=work.count_input)
         except Exception as exc:
             return _Outcome(error=exc)
         finally:
@@ -693,6 +884,34 @@ class CountTokensPrecounter:
         if tokens is not None:
             return _Outcome(tokens)
         return _Outcome(error=ValueError("CountTokens returned no inputTokens"))
+
+
+def _backs_off(error: BaseException, code: str) -> bool:
+    """Throttled, overloaded or timed out: asking again soon would only make it worse."""
+    if code in _BACK_OFF_CODES or isinstance(error, (ReadTimeoutError, ConnectTimeoutError)):
+        return True
+    response = getattr(error, "response", None)
+    meta = response.get("ResponseMetadata") if isinstance(response, Mapping) else None
+    return isinstance(meta, Mapping) and meta.get("HTTPStatusCode") == 429
+
+
+_precounters: weakref.WeakSet[CountTokensPrecounter] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child forgets the parent's pending pre-counts and worker threads (they do not
+    exist in the child; their jobs belong to the parent's spans), and locks another thread may
+    have held at fork; its pools start threads of their own on first use."""
+    global _converse_members_lock
+    _converse_members_lock = threading.Lock()
+    for pool in list(_pools):
+        pool._reset()
+    for precounter in list(_precounters):
+        precounter._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def make_precounter(settings: Settings, telemetry: Telemetry) -> CountTokensPrecounter:
