@@ -38,15 +38,9 @@ async def call_async(handler: patch.Handler, wrapped: Any, client: Any, args: An
 
 
 def make_api_call_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    handler = patch.active
+    handler = patch.handler_for(instance)
     if handler is None:
-        return wrapped(*args, **kwargs)
-    try:
-        service = instance._service_model.service_name
-    except AttributeError:
-        return wrapped(*args, **kwargs)
-    if service != patch.SERVICE:
-        return wrapped(*args, **kwargs)
+        return wrapped(*args, **kwargs)  # the original coroutine, untouched
     return call_async(handler, wrapped, instance, args, kwargs)
 
 
@@ -206,11 +200,15 @@ async def _take_body(result: Any) -> Optional[bytes]:
     length = to_count(getattr(body, "_content_length", None))
     if length is not None and length > patch.MAX_PARSED_RESPONSE:
         return None  # too large to parse: never touched
+    # Only the body classes whose replay is known to be faithful are read; any other (an
+    # older or newer aiobotocore's) is left alone, and the headers give what they give.
+    httpx_raw = getattr(body, "_stream_iter", False) is None and hasattr(raw, "aiter_raw")
+    if not httpx_raw and not hasattr(getattr(raw, "content", None), "read"):
+        return None
     parts: list[bytes] = []
     got = 0
     error: Optional[BaseException] = None
     over = False  # no stated length, and more than the cap: the rest is left to the user
-    httpx_raw = getattr(body, "_stream_iter", False) is None and hasattr(raw, "aiter_raw")
     chunks = raw.aiter_raw().__aiter__() if httpx_raw else None
     try:
         while not over:

@@ -662,15 +662,22 @@ def _take_body(result: dict[str, Any]) -> Optional[bytes]:
 active: Optional[Handler] = None
 
 
-def make_api_call_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+def handler_for(client: Any) -> Optional[Handler]:
+    """The active handler if ``client`` is a Bedrock Runtime client, else None (both drivers:
+    for any other service this is one global read, one attribute lookup, one compare)."""
     handler = active
     if handler is None:
-        return wrapped(*args, **kwargs)
+        return None
     try:
-        service = instance._service_model.service_name
+        service = client._service_model.service_name
     except AttributeError:
-        return wrapped(*args, **kwargs)
-    if service != SERVICE:
+        return None
+    return handler if service == SERVICE else None
+
+
+def make_api_call_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    handler = handler_for(instance)
+    if handler is None:
         return wrapped(*args, **kwargs)
     return handler.call(wrapped, instance, args, kwargs)
 
