@@ -307,12 +307,14 @@ async def observe_call(client: Any, operation: str, params: dict[str, Any],
 
 
 async def _settle(watch: Watch) -> None:
-    """Let dropped streams (and the async generators broken out of) be finalised."""
-    for _ in range(5):
-        if not watch.ledger.open_spans():
-            break
+    """Let dropped streams, and the async generators broken out of, be finalised while the
+    loop still runs (the loop closes them with a task of its own: a loop closed first would
+    keep them, and the streams they reference, alive in that task forever)."""
+    for round_ in range(6):
         gc.collect()
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01 if watch.ledger.open_spans() else 0)
+        if round_ >= 2 and not watch.ledger.open_spans():
+            break
     flush_precounts()
 
 
