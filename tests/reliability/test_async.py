@@ -592,3 +592,92 @@ def patch_cap() -> int:
     from opentelemetry.instrumentation.bedrock_tokens import patch
 
     return patch.MAX_PARSED_RESPONSE
+
+
+# -- properties: the async stream accumulator, through the real proxy -----------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from opentelemetry.instrumentation.bedrock_tokens import content, families  # noqa: E402
+from opentelemetry.instrumentation.bedrock_tokens.record import CallRecord  # noqa: E402
+from opentelemetry.instrumentation.bedrock_tokens.streams import (  # noqa: E402
+    AsyncStreamProxy,
+    _StreamState,
+)
+
+from .test_properties import PROPERTY, _check_spans, _fresh, sdk, stream_events  # noqa: E402, F401
+
+
+class _AsyncSource:
+    """A stand-in for aiobotocore's AioEventStream: ``async for``, ``close()``, maybe failing
+    at the end."""
+
+    def __init__(self, events: list[Any], fail: bool) -> None:
+        self._events = events
+        self._fail = fail
+        self.closed = 0
+
+    def __aiter__(self) -> Any:
+        return self._gen()
+
+    async def _gen(self) -> Any:
+        for event in self._events:
+            yield event
+        if self._fail:
+            raise ConnectionError("dropped")
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+@settings(PROPERTY, max_examples=60)  # an event loop per example
+@given(
+    events=stream_events,
+    kind=st.sampled_from(["invoke", "converse"]),
+    family=st.sampled_from(sorted(families.FAMILIES)),
+    fail=st.booleans(),
+    ending=st.sampled_from(["exhaust", "break-close", "break-drop", "close-unread", "never"]),
+    limit=st.none() | st.integers(min_value=1, max_value=64),
+)
+def test_async_stream_accumulator_takes_any_events(
+    sdk: Any,  # noqa: F811 (the fixture imported above)
+    events: list[Any], kind: str, family: str, fail: bool, ending: str, limit: Optional[int],
+) -> None:
+    """Arbitrary events through the async proxy: the consumer gets the very events and the
+    failure unchanged, the record ends exactly once, nothing raises from us."""
+    telemetry, tel, ledger = _fresh(sdk)
+    span = tel.tracer.start_span("stream")
+    record = CallRecord(tel, span, 0.0, tel.metric_attributes("chat", "m", None, None))
+    collector = content.TextCollector(limit) if limit is not None else None
+    seen: list[Any] = []
+    raised: list[BaseException] = []
+
+    async def consume() -> None:
+        proxy = AsyncStreamProxy(_AsyncSource(events, fail),
+                                 _StreamState(record, kind, family, collector))
+        try:
+            if ending == "exhaust":
+                async for event in proxy:
+                    seen.append(event)
+            elif ending in ("break-close", "break-drop"):
+                async for event in proxy:
+                    seen.append(event)
+                    break
+                if ending == "break-close":
+                    proxy.close()
+                    proxy.close()
+            elif ending == "close-unread":
+                proxy.close()
+        except ConnectionError as exc:
+            raised.append(exc)
+        del proxy  # asyncio.run() closes the generator broken out of; then it is freed
+
+    asyncio.run(consume())
+    broke = ending.startswith("break")
+    expected = events if ending == "exhaust" else events[:1] if broke else []
+    assert len(seen) == len(expected) and all(a is b for a, b in zip(seen, expected))
+    reached_failure = ending == "exhaust" or (broke and not events)
+    assert bool(raised) == (fail and reached_failure)
+    assert record.ended
+    assert not any(state.record is record for state in list(streams._open))
+    _check_spans(telemetry, ledger)
