@@ -1,10 +1,11 @@
-"""llama-index-llms-bedrock-converse against the emulator: sync (chat, stream, tools) and
-async (``achat``, ``astream_chat``, ``achat_with_tools``, which go through aioboto3 /
-aiobotocore)."""
+"""llama-index-llms-bedrock-converse against the emulator (sync: chat, stream, tools).
+
+The async methods (``achat``, ``astream_chat``...) need aioboto3, whose releases pin an
+aiobotocore (aioboto3 15.5: aiobotocore 2.25.1, botocore 1.40.x) older than the botocore the
+other frameworks here require, so one environment cannot hold them all: they have no rows
+here. The async path itself is tested with real aiobotocore in tests/test_async.py."""
 
 from __future__ import annotations
-
-import asyncio
 
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.tools import FunctionTool
@@ -46,29 +47,4 @@ def test_tools(flow: Flow) -> None:
     assert [c.tool_name for c in calls] == ["get_weather"]
     output = llm.predict_and_call([weather], user_msg="Use get_weather for Bern.")
     assert "sunny" in output.response
-    flow.check()
-
-
-def test_async_chat_and_stream(flow: Flow) -> None:
-    async def run() -> list[str]:
-        llm = _llm()
-        reply = await llm.achat([ChatMessage(role="user", content="Say hello.")])
-        assert reply.message.content
-        stream = await llm.astream_chat([ChatMessage(role="user", content="Hi.")])
-        return [r.delta async for r in stream]
-
-    deltas = asyncio.run(run())
-    assert len(deltas) > 20
-    flow.check()
-
-
-def test_async_tools(flow: Flow) -> None:
-    async def run() -> list[str]:
-        llm = _llm()
-        weather = FunctionTool.from_defaults(fn=get_weather)
-        response = await llm.achat_with_tools([weather], user_msg="Use get_weather for Rome.")
-        calls = llm.get_tool_calls_from_response(response, error_on_no_tool_call=True)
-        return [c.tool_name for c in calls]
-
-    assert asyncio.run(run()) == ["get_weather"]
     flow.check()
