@@ -14,6 +14,9 @@ Fixtures:
 ``bedrock_client``
     A boto3 ``bedrock-runtime`` client bound to it: region ``us-east-1``, dummy keys, one
     attempt per call, SigV4 even when ``AWS_BEARER_TOKEN_BEDROCK`` is set, no proxy.
+``bedrock_agent_client``
+    A boto3 ``bedrock-agent-runtime`` client bound to the same emulator, configured the same
+    way (agents, inline agents, flows, knowledge bases).
 ``bedrock_telemetry``
     A :class:`BedrockTelemetry`: SDK tracer and meter providers with in-memory exporters, to
     pass to ``instrument()``. Never installed as the global providers; shut down afterwards.
@@ -29,7 +32,13 @@ import pytest
 if TYPE_CHECKING:
     from .emulator import BedrockEmulator
 
-__all__ = ["BedrockTelemetry", "bedrock_client", "bedrock_emulator", "bedrock_telemetry"]
+__all__ = [
+    "BedrockTelemetry",
+    "bedrock_agent_client",
+    "bedrock_client",
+    "bedrock_emulator",
+    "bedrock_telemetry",
+]
 
 
 class BedrockTelemetry:
@@ -130,9 +139,7 @@ def _bedrock_boto3_session() -> Any:
     return boto3.session.Session()
 
 
-@pytest.fixture
-def bedrock_client(bedrock_emulator: BedrockEmulator, _bedrock_boto3_session: Any) -> Iterator[Any]:
-    """A ``bedrock-runtime`` client bound to the emulator (one attempt, SigV4, no proxy)."""
+def _emulator_client(service: str, emulator: BedrockEmulator, session: Any) -> Iterator[Any]:
     from botocore.config import Config
 
     config = Config(
@@ -143,13 +150,26 @@ def bedrock_client(bedrock_emulator: BedrockEmulator, _bedrock_boto3_session: An
         # An empty mapping (not None) stops botocore from reading HTTP(S)_PROXY for loopback.
         proxies={},
     )
-    client = _bedrock_boto3_session.client(
-        "bedrock-runtime", config=config, **bedrock_emulator.client_kwargs()
-    )
+    client = session.client(service, config=config, **emulator.client_kwargs())
     try:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def bedrock_client(bedrock_emulator: BedrockEmulator, _bedrock_boto3_session: Any) -> Iterator[Any]:
+    """A ``bedrock-runtime`` client bound to the emulator (one attempt, SigV4, no proxy)."""
+    yield from _emulator_client("bedrock-runtime", bedrock_emulator, _bedrock_boto3_session)
+
+
+@pytest.fixture
+def bedrock_agent_client(
+    bedrock_emulator: BedrockEmulator, _bedrock_boto3_session: Any
+) -> Iterator[Any]:
+    """A ``bedrock-agent-runtime`` client bound to the emulator, configured as
+    ``bedrock_client`` is."""
+    yield from _emulator_client("bedrock-agent-runtime", bedrock_emulator, _bedrock_boto3_session)
 
 
 @pytest.fixture
