@@ -23,6 +23,14 @@ def _agent_events(client: Any, **extra: Any) -> list[dict[str, Any]]:
     return list(response["completion"])
 
 
+def _collected(client: Any, capture: bool = False) -> agents.StepCollector:
+    """A collector fed every event of one traced agent call."""
+    collector = agents.StepCollector(capture=capture)
+    for event in _agent_events(client, enableTrace=True):
+        collector.observe(event)
+    return collector
+
+
 def test_steps_equal_what_the_emulator_reported(
     bedrock_agent_client: Any, bedrock_emulator: BedrockEmulator
 ) -> None:
@@ -55,9 +63,7 @@ def test_steps_equal_what_the_emulator_reported(
 
 
 def test_capture_keeps_the_step_text(bedrock_agent_client: Any) -> None:
-    collector = agents.StepCollector(capture=True)
-    for event in _agent_events(bedrock_agent_client, enableTrace=True):
-        collector.observe(event)
+    collector = _collected(bedrock_agent_client, capture=True)
     first = collector.steps[0]
     assert first.prompt is not None and "How do I return an order?" in first.prompt
     assert first.response is not None and first.response.startswith("Thought:")
@@ -82,9 +88,7 @@ def test_usage_left_out_gives_steps_without_counts(
     bedrock_agent_client: Any, bedrock_emulator: BedrockEmulator
 ) -> None:
     bedrock_emulator.push_scenario(Scenario(omit_body_usage=True))
-    collector = agents.StepCollector()
-    for event in _agent_events(bedrock_agent_client, enableTrace=True):
-        collector.observe(event)
+    collector = _collected(bedrock_agent_client)
     assert collector.steps and all(s.usage is None for s in collector.steps)
     assert agents.totals(collector.steps) is None
 
@@ -105,9 +109,7 @@ def test_float_and_bad_counts_follow_to_count(
     bedrock_agent_client: Any, bedrock_emulator: BedrockEmulator
 ) -> None:
     bedrock_emulator.push_scenario(Scenario(float_counts=True))
-    collector = agents.StepCollector()
-    for event in _agent_events(bedrock_agent_client, enableTrace=True):
-        collector.observe(event)
+    collector = _collected(bedrock_agent_client)
     # 28.0 is 28: the counts are the emulator's, as integers
     assert [(s.usage.input, s.usage.output) for s in collector.steps if s.usage] == [
         (r.input_tokens, r.output_tokens) for r in bedrock_emulator.requests[-1].steps

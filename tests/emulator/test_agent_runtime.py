@@ -19,6 +19,7 @@ from opentelemetry.instrumentation.bedrock_tokens.emulator import (
     count_text_tokens,
 )
 
+from ..helpers import agent_trace_members
 from .agent_shapes import check, check_stream, output_shape, shape
 from .support import raw_request
 
@@ -57,6 +58,17 @@ def _model_steps(events: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any
             output = body["modelInvocationOutput"]
             steps.append({"input": inputs[output["traceId"]], "output": output})
     return steps
+
+
+def _trace_members(events: list[tuple[str, dict[str, Any]]], member: str) -> list[Any]:
+    """The ``member`` (invocationInput, observation, ...) of every trace event that has one."""
+    return [
+        body[member]
+        for name, payload in events
+        if name == "trace"
+        for body in payload["trace"].values()
+        if member in body
+    ]
 
 
 def _agent_call(emulator: BedrockEmulator, **body: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -104,28 +116,12 @@ def test_invoke_agent_multi_step_trace_is_the_model_field_by_field(
     assert recorded.output_tokens == sum(s.output_tokens for s in recorded.steps)
     assert len({s.client_request_id for s in recorded.steps}) == 4
     # The orchestration loop: a knowledge-base lookup, an action group, the final answer.
-    invocations = [
-        body["invocationInput"]["invocationType"]
-        for name, p in events
-        if name == "trace"
-        for body in p["trace"].values()
-        if "invocationInput" in body
-    ]
+    invocations = [b["invocationType"] for b in _trace_members(events, "invocationInput")]
     assert invocations == ["KNOWLEDGE_BASE", "ACTION_GROUP"]
-    observations = [
-        body["observation"]["type"]
-        for name, p in events
-        if name == "trace"
-        for body in p["trace"].values()
-        if "observation" in body
-    ]
+    observations = [b["type"] for b in _trace_members(events, "observation")]
     assert observations == ["KNOWLEDGE_BASE", "ACTION_GROUP", "FINISH"]
     final = next(
-        body["observation"]["finalResponse"]
-        for name, p in events
-        if name == "trace"
-        for body in p["trace"].values()
-        if "observation" in body and "finalResponse" in body["observation"]
+        b["finalResponse"] for b in _trace_members(events, "observation") if "finalResponse" in b
     )
     assert final["metadata"]["operationTotalTimeMs"] >= 0
     envelope = events[0][1]
@@ -148,13 +144,7 @@ def test_invoke_agent_through_botocore(bedrock_agent_client: Any, bedrock_emulat
     assert (response["sessionId"], response["memoryId"]) == ("session-2", "memory-1")
     assert response["contentType"] == "application/json"
     events = list(response["completion"])
-    outputs = [
-        body["modelInvocationOutput"]
-        for e in events
-        if "trace" in e
-        for body in e["trace"]["trace"].values()
-        if "modelInvocationOutput" in body
-    ]
+    outputs = agent_trace_members(events, "modelInvocationOutput")
     recorded = bedrock_emulator.requests[-1]
     assert [o["metadata"]["usage"]["inputTokens"] for o in outputs] == [
         s.input_tokens for s in recorded.steps
@@ -239,13 +229,7 @@ def test_return_control_then_the_result_goes_back(
         **common,
     )
     events = list(second["completion"])
-    prompts = [
-        body["modelInvocationInput"]["text"]
-        for e in events
-        if "trace" in e
-        for body in e["trace"]["trace"].values()
-        if "modelInvocationInput" in body
-    ]
+    prompts = [m["text"] for m in agent_trace_members(events, "modelInvocationInput")]
     assert len(prompts) == 1 and "Order 7 has shipped." in prompts[0]
     assert "chunk" in events[-1]
 
@@ -268,11 +252,8 @@ def test_inline_agent_uses_its_own_knowledge_base_and_code_interpreter(
     assert status == 200
     events = check_stream(shape("InlineAgentResponseStream"), raw)
     lookups = [
-        b["invocationInput"]["knowledgeBaseLookupInput"]["knowledgeBaseId"]
-        for n, p in events
-        if n == "trace"
-        for b in p["trace"].values()
-        if "invocationInput" in b
+        b["knowledgeBaseLookupInput"]["knowledgeBaseId"]
+        for b in _trace_members(events, "invocationInput")
     ]
     assert lookups == [KB]
     assert "agentId" not in events[0][1]  # inline agents have no agent id

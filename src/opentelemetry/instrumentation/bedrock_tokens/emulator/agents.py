@@ -33,7 +33,7 @@ from typing import Any, Callable, Optional
 from . import eventstream
 from .counting import RequestError, parse_json_object
 from .recording import StepUsage
-from .scenarios import Scenario
+from .scenarios import AGENT_OPERATIONS, Scenario
 from .streaming import Frame, Sleep, inject_faults
 from .tokenizer import count_text_tokens
 from .wire import json_bytes, malformed
@@ -52,14 +52,6 @@ __all__ = [
     "route",
 ]
 
-AGENT_OPERATIONS = (
-    "InvokeAgent",
-    "InvokeInlineAgent",
-    "InvokeFlow",
-    "RetrieveAndGenerate",
-    "RetrieveAndGenerateStream",
-    "Retrieve",
-)
 
 # The foundation model of the agents the emulator plays (InvokeAgent names no model), and of
 # the flow's agent node.
@@ -476,9 +468,6 @@ def _agent_events(
         payload["trace"] = {step_trace: body}
         return _event("trace", payload, scenario)
 
-    def n(value: int) -> Any:
-        return float(value) if plan.float_counts else value
-
     wall_started = time.time() - (time.monotonic() - started)
     for index, step in enumerate(plan.steps):
         trace_id = f"{request_id}-{index}"
@@ -500,22 +489,7 @@ def _agent_events(
             )
         end = max(time.time(), begin + 0.001)
         if trace:
-            metadata: dict[str, Any] = {
-                "clientRequestId": _client_request_id(request_id, index),
-                "startTime": _timestamp(begin),
-                "endTime": _timestamp(end),
-                "totalTimeMs": round((end - begin) * 1000),
-            }
-            if plan.with_usage:
-                metadata["usage"] = {
-                    "inputTokens": n(step.input_tokens),
-                    "outputTokens": n(step.output_tokens),
-                }
-            output: dict[str, Any] = {
-                "traceId": trace_id,
-                "rawResponse": {"content": step.response},
-                "metadata": metadata,
-            }
+            output = _model_output(plan, step, request_id, index, begin, end)
             if step.step_type == "PRE_PROCESSING":
                 output["parsedResponse"] = {"isValid": True, "rationale": step.response}
             elif step.step_type == "POST_PROCESSING":
@@ -572,6 +546,29 @@ def _agent_events(
                 ]
             }
         yield _event("chunk", chunk, scenario)
+
+
+def _model_output(
+    plan: AgentPlan, step: ModelStep, request_id: str, index: int, begin: float, end: float
+) -> dict[str, Any]:
+    """A step's ``modelInvocationOutput``: its raw response and metadata (usage, times)."""
+    metadata: dict[str, Any] = {
+        "clientRequestId": _client_request_id(request_id, index),
+        "startTime": _timestamp(begin),
+        "endTime": _timestamp(end),
+        "totalTimeMs": round((end - begin) * 1000),
+    }
+    if plan.with_usage:
+        value = float if plan.float_counts else int
+        metadata["usage"] = {
+            "inputTokens": value(step.input_tokens),
+            "outputTokens": value(step.output_tokens),
+        }
+    return {
+        "traceId": f"{request_id}-{index}",
+        "rawResponse": {"content": step.response},
+        "metadata": metadata,
+    }
 
 
 def _orchestration_events(
@@ -765,25 +762,8 @@ def _step_trace_payloads(
     """Trace parts (the agent stream's ``trace`` payloads) of a flow's agent node."""
     for index, step in enumerate(plan.steps):
         now = time.time()
-        metadata: dict[str, Any] = {
-            "clientRequestId": _client_request_id(request_id, index),
-            "startTime": _timestamp(now),
-            "endTime": _timestamp(now + 0.001),
-            "totalTimeMs": 1,
-        }
-        if plan.with_usage:
-            value = float if plan.float_counts else int
-            metadata["usage"] = {
-                "inputTokens": value(step.input_tokens),
-                "outputTokens": value(step.output_tokens),
-            }
-        body = {
-            "modelInvocationOutput": {
-                "traceId": f"{request_id}-{index}",
-                "rawResponse": {"content": step.response},
-                "metadata": metadata,
-            }
-        }
+        output = _model_output(plan, step, request_id, index, now, now + 0.001)
+        body = {"modelInvocationOutput": output}
         part = dict(envelope)
         part["eventTime"] = _timestamp(now)
         part["trace"] = {step.trace_key: body}

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 __all__ = [
+    "AGENT_OPERATIONS",
     "AGENT_STEPS",
     "AGENT_STREAM_EXCEPTIONS",
     "ERROR_STATUS",
@@ -32,19 +33,22 @@ __all__ = [
 
 SCENARIO_HEADER = "x-bedrock-emulator-scenario"
 
-OPERATIONS = (
-    "InvokeModel",
-    "InvokeModelWithResponseStream",
-    "Converse",
-    "ConverseStream",
-    "CountTokens",
-    # bedrock-agent-runtime
+# bedrock-agent-runtime (see agents.py)
+AGENT_OPERATIONS = (
     "InvokeAgent",
     "InvokeInlineAgent",
     "InvokeFlow",
     "RetrieveAndGenerate",
     "RetrieveAndGenerateStream",
     "Retrieve",
+)
+OPERATIONS = (
+    "InvokeModel",
+    "InvokeModelWithResponseStream",
+    "Converse",
+    "ConverseStream",
+    "CountTokens",
+    *AGENT_OPERATIONS,
 )
 
 # Modelled Bedrock Runtime errors and their HTTP status (service model 2023-09-30), plus the
