@@ -356,3 +356,53 @@ def test_contrib_steps_aside_for_agent_runtime(
     assert [s.instrumentation_scope.name for s in bedrock_telemetry.spans()] == [
         "opentelemetry.instrumentation.botocore"
     ]
+
+
+async def test_async_agent_calls_equal_the_sync_ones(
+    instrumented: Any,
+    bedrock_agent_client: Any,
+    bedrock_async_agent_client: Any,
+    bedrock_emulator: BedrockEmulator,
+    bedrock_telemetry: Any,
+) -> None:
+    sync_events = _invoke(bedrock_agent_client, enableTrace=True)
+    response = await bedrock_async_agent_client.invoke_agent(
+        inputText=QUESTION, enableTrace=True, **AGENT
+    )
+    async_events = [event async for event in response["completion"]]
+    assert [next(iter(e)) for e in async_events] == [next(iter(e)) for e in sync_events]
+    sync_steps, async_steps = (r.steps for r in bedrock_emulator.requests[-2:])
+    agents_, steps = _by_kind(bedrock_telemetry)
+    assert [a.name for a in agents_] == ["invoke_agent AGENT12345"] * 2
+    assert [s.attributes[names.GEN_AI_USAGE_INPUT_TOKENS] for s in steps] == [
+        r.input_tokens for r in (*sync_steps, *async_steps)
+    ]
+    assert {s.parent.span_id for s in steps[len(sync_steps) :]} == {agents_[1].context.span_id}
+    assert _token_points(bedrock_telemetry, "input")[0] == len(sync_steps) + len(async_steps)
+    # a mid-stream error, async
+    bedrock_emulator.push_scenario(Scenario(stream_exception="throttlingException"))
+    response = await bedrock_async_agent_client.invoke_agent(
+        inputText=QUESTION, enableTrace=True, **AGENT
+    )
+    with pytest.raises(botocore.exceptions.EventStreamError):
+        async for _event in response["completion"]:
+            pass
+    assert bedrock_telemetry.spans()[-1].attributes[names.ERROR_TYPE] == "ThrottlingException"
+    answer = await bedrock_async_agent_client.retrieve(
+        knowledgeBaseId=KB, retrievalQuery={"text": "warranty"}
+    )
+    assert answer["retrievalResults"]
+    assert bedrock_telemetry.spans()[-1].name == f"retrieval {KB}"
+
+
+@pytest.mark.parametrize("bedrock_async_agent_client", ["httpx"], indirect=True)
+async def test_async_httpx_knowledge_base_call(
+    instrumented: Any, bedrock_async_agent_client: Any, bedrock_telemetry: Any
+) -> None:
+    """(aiobotocore cannot read event streams over httpx, with or without us: test_async.py.)"""
+    answer = await bedrock_async_agent_client.retrieve_and_generate(
+        input={"text": "warranty"}, retrieveAndGenerateConfiguration=RAG_CONFIG
+    )
+    (span,) = bedrock_telemetry.spans()
+    assert span.name == f"retrieval {KB}"
+    assert span.attributes[names.GEN_AI_CONVERSATION_ID] == answer["sessionId"]
