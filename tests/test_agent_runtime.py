@@ -9,16 +9,16 @@ from __future__ import annotations
 import datetime
 import gc
 import json
-from collections.abc import Iterator
 from typing import Any, Callable
 
 import botocore.exceptions
 import pytest
-from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
 from opentelemetry.trace import SpanKind, StatusCode
 
-from opentelemetry.instrumentation.bedrock_tokens import BedrockTokensInstrumentor, names
+from opentelemetry.instrumentation.bedrock_tokens import names
 from opentelemetry.instrumentation.bedrock_tokens.emulator import BedrockEmulator, Scenario
+
+from .helpers import agent_trace_members
 
 AGENT = {"agentId": "AGENT12345", "agentAliasId": "ALIAS12345", "sessionId": "session-1"}
 QUESTION = "How do I return an order?"
@@ -100,13 +100,7 @@ def test_invoke_agent_steps_and_totals(
         (f"chat {MODEL}", r.step_type, r.input_tokens, r.output_tokens, r.client_request_id)
         for r in reported
     ]
-    outputs = [
-        body["modelInvocationOutput"]["metadata"]
-        for e in events
-        if "trace" in e
-        for body in e["trace"]["trace"].values()
-        if "modelInvocationOutput" in body
-    ]
+    outputs = [m["metadata"] for m in agent_trace_members(events, "modelInvocationOutput")]
     for span, metadata in zip(steps, outputs):
         assert span.start_time == _ns(metadata["startTime"])
         assert span.end_time == _ns(metadata["endTime"])
@@ -320,15 +314,6 @@ def test_knowledge_base_operations(
     assert rag_stream.attributes[names.GEN_AI_CONVERSATION_ID] == streamed["sessionId"]
     assert retrieve.attributes[names.GEN_AI_REQUEST_TOP_K] == 2
     assert bedrock_telemetry.metric_points(names.METRIC_TOKEN_USAGE) == []
-
-
-@pytest.fixture
-def both(bedrock_telemetry: Any) -> Iterator[tuple[Any, Any]]:
-    ours, contrib = BedrockTokensInstrumentor(), BotocoreInstrumentor()
-    yield ours, contrib
-    for instrumentor in (ours, contrib):
-        if instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.uninstrument()
 
 
 @pytest.mark.parametrize("order", ["ours-first", "contrib-first"])

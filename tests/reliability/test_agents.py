@@ -16,7 +16,6 @@ from __future__ import annotations
 import gc
 import threading
 import tracemalloc
-from collections.abc import Iterator
 from typing import Any, Callable
 
 import boto3
@@ -194,39 +193,15 @@ def test_fault_matrix_differential(
     assert_clean(watch)
 
 
-@pytest.fixture
-def agent_clients(bedrock_emulator: BedrockEmulator) -> Iterator[Callable[[], Any]]:
-    made: list[Any] = []
-    session = boto3.session.Session()
-
-    def make() -> Any:
-        client = session.client(
-            "bedrock-agent-runtime",
-            config=Config(
-                retries={"total_max_attempts": 1},
-                signature_version="v4",
-                proxies={},
-                max_pool_connections=20,
-            ),
-            **bedrock_emulator.client_kwargs(),
-        )
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
-
-
 def test_concurrent_agent_calls(
     instrumented: Any,
-    agent_clients: Callable[[], Any],
+    bedrock_agent_client: Any,
     bedrock_emulator: BedrockEmulator,
     bedrock_telemetry: Any,
     watch: Watch,
 ) -> None:
-    threads, calls = 8, 5
-    client = agent_clients()  # botocore clients are thread-safe
+    threads, calls = 8, 5  # within the client's 10 pooled connections
+    client = bedrock_agent_client  # botocore clients are thread-safe
     errors: list[BaseException] = []
 
     def work(index: int) -> None:
