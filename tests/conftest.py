@@ -37,6 +37,18 @@ def instrument(bedrock_telemetry: Any) -> Iterator[Callable[..., BedrockTokensIn
 
 
 @pytest.fixture
+def both(bedrock_telemetry: Any) -> Iterator[tuple[Any, Any]]:
+    """Ours and the contrib botocore instrumentor, not yet instrumented; both undone after."""
+    from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
+
+    ours, contrib = BedrockTokensInstrumentor(), BotocoreInstrumentor()
+    yield ours, contrib
+    for instrumentor in (ours, contrib):
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()
+
+
+@pytest.fixture
 def instrumented(instrument: Callable[..., BedrockTokensInstrumentor]) -> BedrockTokensInstrumentor:
     return instrument()
 

@@ -109,3 +109,15 @@ def usage_attrs(span: Any) -> dict[str, Optional[int]]:
         names.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, names.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
     )
     return {k: span.attributes[k] for k in keys if k in span.attributes}
+
+
+def agent_trace_members(events: list[Any], member: str) -> list[Any]:
+    """From agent stream events as botocore parses them: the ``member`` (modelInvocationInput,
+    modelInvocationOutput, observation, ...) of every trace event that has one."""
+    return [
+        body[member]
+        for event in events
+        if "trace" in event
+        for body in event["trace"]["trace"].values()
+        if member in body
+    ]

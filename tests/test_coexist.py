@@ -6,30 +6,19 @@ from __future__ import annotations
 import logging
 import sys
 import types
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import botocore.exceptions
 import pytest
 from botocore.config import Config
-from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
 
-from opentelemetry.instrumentation.bedrock_tokens import BedrockTokensInstrumentor, coexist, names
+from opentelemetry.instrumentation.bedrock_tokens import coexist, names
 
 from .helpers import body_for, converse_messages, token_sums
 
 OURS = "opentelemetry.instrumentation.bedrock_tokens"
 MODEL = "amazon.nova-micro-v1:0"
-
-
-@pytest.fixture
-def both(bedrock_telemetry: Any) -> Iterator[tuple[Any, Any]]:
-    ours, contrib = BedrockTokensInstrumentor(), BotocoreInstrumentor()
-    yield ours, contrib
-    for instrumentor in (ours, contrib):
-        if instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.uninstrument()
 
 
 def _instrument(instrumentor: Any, telemetry: Any) -> None:

@@ -25,6 +25,7 @@ from opentelemetry.instrumentation.bedrock_tokens.emulator import (
     input_tokens_for,
     output_tokens_for,
 )
+from opentelemetry.instrumentation.bedrock_tokens.emulator.agents import plan_agent
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +35,29 @@ def run() -> tuple[demo.DemoResult, str]:
     return result, out.getvalue()
 
 
+def _plan() -> list[demo_app.Step]:
+    return demo_app.steps("us-east-1", demo.EMULATOR_AGENT)
+
+
+def _agent_steps(step: demo_app.Step) -> list[tuple[int, int]]:
+    """The model steps the emulator's agent makes for the demo's agent call."""
+    run = plan_agent(step.operation, step.params, Scenario())
+    return [(s.input_tokens, s.output_tokens) for s in run.steps]
+
+
 def _expected(step: demo_app.Step) -> tuple[int, int]:
+    if step.service == "bedrock-agent-runtime":
+        found = _agent_steps(step)
+        return sum(i for i, _o in found), sum(o for _i, o in found)
     request: Any = step.params.get("body", step.params)
     model = step.params["modelId"]
     return (input_tokens_for(model, step.operation, request),
             output_tokens_for(model, step.operation, request))
+
+
+def _recordings(step: demo_app.Step) -> int:
+    """Token-metric recordings per direction: one per call, one per model step for agents."""
+    return len(_agent_steps(step)) if step.service == "bedrock-agent-runtime" else 1
 
 
 def test_demo_runs_every_call_and_passes_its_own_checks(run: tuple[demo.DemoResult, str]) -> None:
@@ -46,13 +65,12 @@ def test_demo_runs_every_call_and_passes_its_own_checks(run: tuple[demo.DemoResu
     assert result.ok, result.problems
     assert result.returncode == 0
     assert result.emulated
-    plan = demo_app.steps("us-east-1")
-    assert [(s.operation, s.model) for s in result.steps] == [
-        (p.operation, p.params["modelId"]) for p in plan]
+    plan = _plan()
+    assert [(s.operation, s.model) for s in result.steps] == [(p.operation, p.model) for p in plan]
     assert len(result.rows) == len(plan)
     # The demo said what it verified, in its own output.
     successful = sum(1 for s in plan if not s.expected_error)
-    assert successful == 8  # the async call included: the test extra installs aiobotocore
+    assert successful == 9  # the async call included: the test extra installs aiobotocore
     assert (f"{successful} of {successful} successful calls: input, output and cache counts "
             "equal what the emulator") in text
     assert "[XX]" not in text
@@ -61,7 +79,7 @@ def test_demo_runs_every_call_and_passes_its_own_checks(run: tuple[demo.DemoResu
 
 def test_demo_counts_are_exact(run: tuple[demo.DemoResult, str]) -> None:
     result, _text = run
-    plan = demo_app.steps("us-east-1")
+    plan = _plan()
     prefix = count_text_tokens(demo_app.HANDBOOK)  # the cached system prompt
     for step, row in zip(plan, result.rows):
         if step.expected_error:
@@ -77,27 +95,33 @@ def test_demo_counts_are_exact(run: tuple[demo.DemoResult, str]) -> None:
     assert cached_read.attr(names.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS) == prefix
     usage = next(t for t in result.totals if t.name == names.METRIC_TOKEN_USAGE)
     ok_steps = [s for s in plan if not s.expected_error]
-    assert usage.groups["input"] == (len(ok_steps), sum(_expected(s)[0] for s in ok_steps))
-    assert usage.groups["output"] == (len(ok_steps), sum(_expected(s)[1] for s in ok_steps))
+    recordings = sum(_recordings(s) for s in ok_steps)
+    assert usage.groups["input"] == (recordings, sum(_expected(s)[0] for s in ok_steps))
+    assert usage.groups["output"] == (recordings, sum(_expected(s)[1] for s in ok_steps))
+    (agent,) = [r for r in result.rows if r.step is not None and r.step.operation == "InvokeAgent"]
+    children = [s for s in result.spans if s.get("parent_id") == agent.span["context"]["span_id"]]
+    assert len(children) == len(_agent_steps(plan[[p.operation for p in plan].index(
+        "InvokeAgent")]))
 
 
 def test_demo_shows_estimates_streams_and_the_failure(run: tuple[demo.DemoResult, str]) -> None:
     result, text = run
     for row in result.rows:
         claude = "anthropic" in row.model
-        if row.status == "ok":
+        agent = row.step is not None and row.step.operation == "InvokeAgent"
+        if row.status == "ok" and not agent:  # agents are not pre-counted
             estimate = row.attr(names.AWS_BEDROCK_COUNT_TOKENS_INPUT_TOKENS)
             # Claude is counted (blocking pre-count, linked); Nova and Llama are refused.
             assert (estimate == row.attr(names.GEN_AI_USAGE_INPUT_TOKENS)) is claude
             assert (row.precount is not None)
-        stream = row.step is not None and row.step.operation.endswith("Stream")
+        stream = row.step is not None and (row.step.operation.endswith("Stream") or agent)
         assert (row.attr(names.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK) is not None) is stream
     table = demo.render_table(result.rows)
     assert re.search(r"4,694 / 0|0 / 4,694", table)
     assert "n/a" in table and "(+0)" in table and "error ValidationException" in table
     assert "Metric totals" in text and names.METRIC_TIME_TO_FIRST_CHUNK in text
     # Progress lines were printed while it ran.
-    total = len(demo_app.steps("us-east-1"))
+    total = len(_plan())
     assert f"[1/{total}] Converse" in text and f"[{total}/{total}]" in text
 
 

@@ -209,3 +209,15 @@ def test_explain_in_process_for_manual_instrumentation(bedrock_telemetry: Any) -
     finally:
         instrumentor.uninstrument()
     assert "[ok] instrumentation: bedrock_tokens is active" in text
+
+
+def test_says_agents_need_enable_trace() -> None:
+    versions: list[doctor.VersionRow] = []
+    default = doctor.findings(None, doctor.settings_rows({}), versions, {})
+    (note,) = [f for f in default if f.topic == "agents"]
+    assert "enableTrace=True" in note.message and "no token counts" in note.message
+    assert "OTEL_INSTRUMENTATION_BEDROCK_TOKENS_AGENT_ENABLE_TRACE=true" in note.hint
+    assert "delivered to your code" in note.hint
+    rows = doctor.settings_rows({"OTEL_INSTRUMENTATION_BEDROCK_TOKENS_AGENT_ENABLE_TRACE": "true"})
+    (note,) = [f for f in doctor.findings(None, rows, versions, {}) if f.topic == "agents"]
+    assert "agent_enable_trace is on" in note.message and "trace events too" in note.message

@@ -24,7 +24,10 @@ _logger = logging.getLogger(__name__)
 
 _REGISTRY_NAMES = ("_BOTOCORE_EXTENSIONS", "_KNOWN_EXTENSIONS")  # >= 0.62b0, older
 _AIO_REGISTRY_NAMES = ("_AIOBOTOCORE_EXTENSIONS",)
-_KEY = "bedrock-runtime"
+# The services whose Bedrock operations we trace: contrib's registry entry for each (its
+# bedrock-runtime extension; bedrock-agent-runtime has its Bedrock Agent extensions in newer
+# contrib releases, and the generic one otherwise) steps aside per operation.
+_KEYS = ("bedrock-runtime", "bedrock-agent-runtime")
 _MARK = "_bedrock_tokens_original"
 
 # (module, class, distribution, its entry-point name)
@@ -97,7 +100,14 @@ def step_aside_contrib(should_step_aside: Callable[[str], bool]) -> bool:
 
 
 def _step_aside_in(registry: dict[str, Any], should_step_aside: Callable[[str], bool]) -> None:
-    current = registry.get(_KEY)
+    for key in _KEYS:
+        _step_aside_for(registry, key, should_step_aside)
+
+
+def _step_aside_for(
+    registry: dict[str, Any], key: str, should_step_aside: Callable[[str], bool]
+) -> None:
+    current = registry.get(key)
     if current is not None and hasattr(current, _MARK):
         return  # already ours
     original = current
@@ -112,18 +122,19 @@ def _step_aside_in(registry: dict[str, Any], should_step_aside: Callable[[str], 
         return _stepping_aside(base, should_step_aside)
 
     setattr(loader, _MARK, original)
-    registry[_KEY] = loader
+    registry[key] = loader
 
 
 def restore_contrib() -> None:
     for registry in _registries():
-        current = registry.get(_KEY)
-        if current is not None and hasattr(current, _MARK):
-            original = getattr(current, _MARK)
-            if original is None:
-                registry.pop(_KEY, None)
-            else:
-                registry[_KEY] = original
+        for key in _KEYS:
+            current = registry.get(key)
+            if current is not None and hasattr(current, _MARK):
+                original = getattr(current, _MARK)
+                if original is None:
+                    registry.pop(key, None)
+                else:
+                    registry[key] = original
 
 
 def _instrumented(module: str, cls_name: str) -> bool:

@@ -39,6 +39,9 @@ class Settings:
     emit_legacy_system: bool = False
     replace_contrib: bool = True
     chunk_timing: bool = True
+    # Set enableTrace on agent and flow calls that do not set it, so their model steps are
+    # counted (the trace events then reach the caller too).
+    agent_enable_trace: bool = False
     precount: str = "off"
     precount_sample_ratio: float = 1.0
     precount_timeout: float = 0.25
@@ -134,6 +137,10 @@ SETTINGS: tuple[_Spec, ...] = (
     _Spec("chunk_timing", _bool,
           "Record gen_ai.client.operation.time_per_output_chunk, one value per stream event "
           "after the first (the SDK histogram call is most of the per-event cost)."),
+    _Spec("agent_enable_trace", _bool,
+          "Set enableTrace on InvokeAgent, InvokeInlineAgent and InvokeFlow calls that leave it "
+          "unset: without trace events they report no tokens. The trace events are then "
+          "delivered to your code as well."),
     _Spec("precount", _mode,
           "Pre-count input tokens with CountTokens: off | blocking | background."),
     _Spec("precount_sample_ratio", _ratio, "Fraction of calls to pre-count, 0 to 1."),

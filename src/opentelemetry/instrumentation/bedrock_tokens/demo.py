@@ -38,6 +38,7 @@ from typing import IO, Any, Callable, Optional, Sequence
 from urllib.parse import urlsplit
 
 from . import names
+from .agents import AGENT_OPERATIONS as _AGENT_OPERATIONS
 from .demo_app import PROGRESS
 from .demo_app import steps as app_steps
 from .doctor import launcher_command
@@ -49,6 +50,8 @@ PRECOUNT_MODES = ("blocking", "background")
 # Families CountTokens does not serve: the emulator is told to refuse them as the service
 # does, so the demo shows the same "n/a" pre-counts it would show against real Bedrock.
 _NOT_COUNTABLE = ("amazon.nova", "meta.llama")
+# The agent the app calls when run against the emulator (which plays any agent id).
+EMULATOR_AGENT = ("DEMOAGENT1", "TSTALIASID")
 
 # botocore error codes that mean "these credentials are not good here".
 _BAD_CREDENTIALS = frozenset({
@@ -85,7 +88,7 @@ class Row:
 
     @property
     def model(self) -> str:
-        return str(self.attr(names.GEN_AI_REQUEST_MODEL) or "")
+        return str(self.attr(names.GEN_AI_REQUEST_MODEL) or self.attr(names.GEN_AI_AGENT_ID) or "")
 
     @property
     def status(self) -> str:
@@ -248,8 +251,12 @@ def _linked(span: dict[str, Any], relation: str) -> list[str]:
 
 def build_rows(steps: Sequence[Step], spans: Sequence[dict[str, Any]]) -> list[Row]:
     """One row per invocation span, in start order, paired with the app's step in the same
-    position (the app calls one after another) and with its pre-count span (by link)."""
-    ours = sorted((s for s in spans if _ours(s)), key=lambda s: str(s.get("start_time")))
+    position (the app calls one after another) and with its pre-count span (by link). An
+    agent's model steps are its child spans, not calls of the app: they are not rows."""
+    every = [s for s in spans if _ours(s)]
+    ids = {s.get("context", {}).get("span_id") for s in every}
+    ours = sorted((s for s in every if s.get("parent_id") not in ids),
+                  key=lambda s: str(s.get("start_time")))
     by_id = {s.get("context", {}).get("span_id"): s for s in ours}
     counts_for: dict[str, dict[str, Any]] = {}
     for span in ours:
@@ -366,7 +373,11 @@ def check_against_emulator(rows: Sequence[Row], recorded: Sequence[Any]) -> Chec
         }
         wrong = [f"{name}={row.attr(name)!r} (emulator: {value!r})"
                  for name, value in expected_attrs.items() if _int(row.attr(name)) != value]
-        if item.model_id != row.model or (row.step and item.operation != row.step.operation):
+        # (an agent names no model: its steps' model is the emulator's agent model)
+        agent = item.operation in _AGENT_OPERATIONS
+        if (not agent and item.model_id != row.model) or (
+            row.step and item.operation != row.step.operation
+        ):
             wrong.append(f"request {item.operation} {item.model_id}")
         if wrong:
             problems.append(f"{where}: " + ", ".join(wrong))
@@ -547,8 +558,8 @@ def run_demo(
         endpoint_url = emulator.endpoint_url
         refuse = Scenario(count_tokens="unsupported")
         for step in app_steps(region):
-            model = step.params["modelId"]
-            if any(family in model for family in _NOT_COUNTABLE):
+            model = step.params.get("modelId", "")
+            if model and any(family in model for family in _NOT_COUNTABLE):
                 emulator.set_scenario(refuse, model)
                 emulator.set_scenario(refuse, model.split(".", 1)[1])  # its base model id
     dummy = emulator is not None or (endpoint_url is not None and _is_loopback(endpoint_url))
@@ -560,6 +571,8 @@ def run_demo(
     progress = _Progress(out)
     env = child_environment(dict(os.environ if environ is None else environ), endpoint_url,
                             region, precount, dummy)
+    if emulator is not None:  # the emulator plays any agent: the app makes its agent call
+        env["BEDROCK_AGENT_ID"], env["BEDROCK_AGENT_ALIAS_ID"] = EMULATOR_AGENT
     try:
         with tempfile.TemporaryDirectory(prefix="bedrock-tokens-demo-") as workdir:
             returncode, stdout, log = _run_child(env, workdir, timeout, progress)

@@ -6,14 +6,16 @@ the launcher through the ``bedrock_tokens`` entry point. That is the promise the
 
 The calls cover what a real application does: several model families, InvokeModel and
 Converse, streamed and not, a long system prompt cached and then read from the cache, one
-streamed call through an async client (aiobotocore, when it is installed), and one call that
-fails. The list is data (``steps()``) so the demo's tests can compute, from the same
-requests, the exact counts the emulator must have reported.
+streamed call through an async client (aiobotocore, when it is installed), one Bedrock Agent
+call with trace events (when ``BEDROCK_AGENT_ID`` names an agent: the demo sets it for the
+emulator's), and one call that fails. The list is data (``steps()``) so the demo's tests can
+compute, from the same requests, the exact counts the emulator must have reported.
 
 How it talks to the demo: one JSON line per event on stderr, prefixed with ``PROGRESS``
 (stdout belongs to the console exporters the demo configures). Configuration comes from the
 environment: ``BEDROCK_ENDPOINT_URL`` (unset: the real Bedrock endpoint of the region) and
-the usual ``AWS_REGION`` / credentials.
+the usual ``AWS_REGION`` / credentials; ``BEDROCK_AGENT_ID`` and ``BEDROCK_AGENT_ALIAS_ID``
+(default ``TSTALIASID``, the draft alias) for the agent call.
 """
 
 from __future__ import annotations
@@ -60,6 +62,13 @@ class Step(NamedTuple):
     params: dict[str, Any]
     expected_error: Optional[str] = None  # the error code of a call that fails on purpose
     driver: str = "boto3"  # or "aiobotocore": the same call through an async client
+    service: str = "bedrock-runtime"  # or "bedrock-agent-runtime"
+
+    @property
+    def model(self) -> str:
+        """What the step calls: the model id, or the agent."""
+        found = self.params.get("modelId") or self.params.get("agentId")
+        return str(found or "")
 
 
 def _user(text: str) -> list[dict[str, Any]]:
@@ -72,8 +81,9 @@ def geo_prefix(region: str) -> str:
     return {"eu": "eu", "ap": "apac"}.get(area, "us")
 
 
-def steps(region: str) -> list[Step]:
-    """The calls, in order. Model ids are cross-region profiles of the region's geography."""
+def steps(region: str, agent: Optional[tuple[str, str]] = None) -> list[Step]:
+    """The calls, in order. Model ids are cross-region profiles of the region's geography;
+    ``agent`` (agent id, alias id) adds the agent call."""
     geo = geo_prefix(region)
     nova_micro = f"{geo}.amazon.nova-micro-v1:0"
     nova_lite = f"{geo}.amazon.nova-lite-v1:0"
@@ -131,6 +141,13 @@ def steps(region: str) -> list[Step]:
             "messages": _user("In two sentences: why do streamed replies need their own timing?"),
             "inferenceConfig": {"maxTokens": 80},
         }, driver="aiobotocore"),
+        *([Step("agent with a knowledge base and an action group", "InvokeAgent", {
+            "agentId": agent[0],
+            "agentAliasId": agent[1],
+            "sessionId": "bedrock-tokens-demo",
+            "inputText": "How do I return an order I received last week?",
+            "enableTrace": True,  # without it, an agent reports no tokens
+        }, service="bedrock-agent-runtime")] if agent else []),
         Step("invalid request, fails on purpose", "Converse", {
             "modelId": nova_micro,
             "messages": [{"role": "assistant", "content": [{"text": "Conversations must start "
@@ -146,6 +163,7 @@ _METHODS = {
     "ConverseStream": "converse_stream",
     "InvokeModel": "invoke_model",
     "InvokeModelWithResponseStream": "invoke_model_with_response_stream",
+    "InvokeAgent": "invoke_agent",
 }
 
 
@@ -159,6 +177,9 @@ def _consume(operation: str, response: dict[str, Any]) -> None:
             pass
     elif operation == "InvokeModel":
         response["body"].read()
+    elif operation == "InvokeAgent":
+        for _event in response["completion"]:
+            pass
 
 
 async def _call_async(step: Step, region: str, endpoint_url: Optional[str]) -> None:
@@ -193,16 +214,20 @@ def main() -> int:
 
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     endpoint_url = os.environ.get("BEDROCK_ENDPOINT_URL") or None
-    client = boto3.client(
-        "bedrock-runtime",
-        region_name=region,
-        endpoint_url=endpoint_url,
-        config=Config(retries={"total_max_attempts": 2, "mode": "standard"}, read_timeout=60),
-    )
-    plan = steps(region)
+    config = Config(retries={"total_max_attempts": 2, "mode": "standard"}, read_timeout=60)
+    clients = {
+        service: boto3.client(
+            service, region_name=region, endpoint_url=endpoint_url, config=config
+        )
+        for service in ("bedrock-runtime", "bedrock-agent-runtime")
+    }
+    agent_id = os.environ.get("BEDROCK_AGENT_ID") or None
+    agent = (agent_id, os.environ.get("BEDROCK_AGENT_ALIAS_ID") or "TSTALIASID") if (
+        agent_id) else None
+    plan = steps(region, agent)
     for number, step in enumerate(plan, start=1):
         _report(event="start", step=number, total=len(plan), label=step.label,
-                operation=step.operation, model=step.params["modelId"],
+                operation=step.operation, model=step.model,
                 expected_error=step.expected_error)
         started = time.perf_counter()
         outcome: dict[str, Any] = {"ok": True}
@@ -210,6 +235,7 @@ def main() -> int:
             if step.driver == "aiobotocore":
                 asyncio.run(_call_async(step, region, endpoint_url))
             else:
+                client = clients[step.service]
                 response = getattr(client, _METHODS[step.operation])(**step.params)
                 _consume(step.operation, response)
         except ClientError as exc:

@@ -497,6 +497,23 @@ def _precount_findings(settings: Sequence[SettingRow]) -> list[Finding]:
                     "pre-counted", "Upgrade botocore and boto3.")]
 
 
+def _agent_findings(settings: Sequence[SettingRow]) -> list[Finding]:
+    """Agents and flows report tokens only in trace events, which the caller must ask for."""
+    on = next((row.effective for row in settings
+               if row.variable == config.PREFIX + "AGENT_ENABLE_TRACE"), "False")
+    if on == "True":
+        return [Finding(INFO, "agents", "agent_enable_trace is on: InvokeAgent, "
+                        "InvokeInlineAgent and InvokeFlow calls that leave enableTrace unset "
+                        "get it, so their model steps are counted; your code then receives "
+                        "the trace events too")]
+    return [Finding(INFO, "agents", "Bedrock Agents and Flows (bedrock-agent-runtime) report "
+                    "token usage only in trace events: calls without enableTrace=True get "
+                    "spans but no token counts",
+                    "Pass enableTrace=True, or set "
+                    f"{config.PREFIX}AGENT_ENABLE_TRACE=true to have it set for you (the "
+                    "trace events are then delivered to your code as well).")]
+
+
 def _env_findings(env: Mapping[str, str]) -> list[Finding]:
     found = []
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
@@ -599,6 +616,7 @@ def _findings(
                                  "launcher has no SDK to export with",
                                  f'pip install "{row.package}{row.required}"'))
     found.extend(_precount_findings(settings))
+    found.extend(_agent_findings(settings))
     for srow in settings:
         if not srow.valid:
             found.append(Finding(WARN, "settings", f"{srow.variable}={srow.raw!r} is invalid; "

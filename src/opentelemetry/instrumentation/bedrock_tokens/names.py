@@ -45,6 +45,12 @@ CONTENT_ATTRIBUTES: Final = (
     GEN_AI_TOOL_DEFINITIONS,
 )
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+# Agent and retrieval spans (v1.41 invoke_agent / retrieval span types)
+GEN_AI_AGENT_ID: Final = "gen_ai.agent.id"
+GEN_AI_AGENT_NAME: Final = "gen_ai.agent.name"
+GEN_AI_AGENT_VERSION: Final = "gen_ai.agent.version"
+GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
+GEN_AI_DATA_SOURCE_ID: Final = "gen_ai.data_source.id"
 # latest only (semantic-conventions-genai #440, #374)
 GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: Final = "gen_ai.usage.cache_write.input_tokens"
 GEN_AI_TOKEN_MODALITY: Final = "gen_ai.token.modality"
@@ -58,6 +64,28 @@ ERROR_TYPE_OTHER: Final = "_OTHER"
 # --- AWS / Bedrock attributes ----------------------------------------------------------------
 AWS_REQUEST_ID: Final = "aws.request_id"
 AWS_BEDROCK_GUARDRAIL_ID: Final = "aws.bedrock.guardrail.id"
+AWS_BEDROCK_KNOWLEDGE_BASE_ID: Final = "aws.bedrock.knowledge_base.id"  # Bedrock refinement
+
+# Project-owned agent-runtime attributes (bedrock-agent-runtime; no convention names them).
+AWS_BEDROCK_AGENT_ALIAS_ID: Final = "aws.bedrock.agent.alias_id"
+AWS_BEDROCK_AGENT_MEMORY_ID: Final = "aws.bedrock.agent.memory_id"
+AWS_BEDROCK_FLOW_ID: Final = "aws.bedrock.flow.id"
+AWS_BEDROCK_FLOW_ALIAS_ID: Final = "aws.bedrock.flow.alias_id"
+AWS_BEDROCK_FLOW_EXECUTION_ID: Final = "aws.bedrock.flow.execution_id"
+# Whether the agent/flow call asked for trace events (without them there are no counts).
+AWS_BEDROCK_AGENT_TRACE_ENABLED: Final = "aws.bedrock.agent.trace_enabled"
+# Per model step of an agent (child spans): the step type as Bedrock names it
+# (PRE_PROCESSING, ORCHESTRATION, KNOWLEDGE_BASE_RESPONSE_GENERATION, POST_PROCESSING,
+# ROUTING_CLASSIFIER, GUARDRAIL), the model call's request id, the step's traceId, and the
+# collaborator that made it (multi-agent collaboration).
+AWS_BEDROCK_AGENT_STEP_TYPE: Final = "aws.bedrock.agent.step.type"
+AWS_BEDROCK_AGENT_CLIENT_REQUEST_ID: Final = "aws.bedrock.agent.step.client_request_id"
+AWS_BEDROCK_AGENT_TRACE_ID: Final = "aws.bedrock.agent.step.trace_id"
+AWS_BEDROCK_AGENT_COLLABORATOR: Final = "aws.bedrock.agent.collaborator_name"
+# On the agent span: how many model steps the trace events reported; the operation's total
+# time the service reported (finalResponse metadata), milliseconds.
+AWS_BEDROCK_AGENT_MODEL_STEPS: Final = "aws.bedrock.agent.model_steps"
+AWS_BEDROCK_AGENT_TOTAL_TIME: Final = "aws.bedrock.agent.operation_total_time_ms"
 
 # Project-owned attributes (no convention exists for these; see ARCHITECTURE.md).
 # Where the counts on the span came from: headers | body | converse | invocation_metrics |
@@ -101,6 +129,9 @@ OP_TEXT_COMPLETION: Final = "text_completion"
 OP_EMBEDDINGS: Final = "embeddings"
 # No convention exists for token counting; "count_tokens" follows the placeholder precedent.
 OP_COUNT_TOKENS: Final = "count_tokens"
+OP_INVOKE_AGENT: Final = "invoke_agent"
+OP_INVOKE_WORKFLOW: Final = "invoke_workflow"
+OP_RETRIEVAL: Final = "retrieval"
 TOKEN_TYPE_INPUT: Final = "input"
 TOKEN_TYPE_OUTPUT: Final = "output"
 
@@ -221,3 +252,7 @@ H_CACHE_WRITE: Final = "x-amzn-bedrock-cache-write-input-token-count"
 H_INVOCATION_LATENCY: Final = "x-amzn-bedrock-invocation-latency"
 
 INVOCATION_METRICS_KEY: Final = "amazon-bedrock-invocationMetrics"
+
+# --- Services ------------------------------------------------------------------------------------
+SERVICE_RUNTIME: Final = "bedrock-runtime"
+SERVICE_AGENT_RUNTIME: Final = "bedrock-agent-runtime"

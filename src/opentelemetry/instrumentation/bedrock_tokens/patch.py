@@ -31,7 +31,7 @@ from opentelemetry.trace import Link, SpanKind
 
 from opentelemetry import context, trace
 
-from . import content, families, names
+from . import agents, content, families, names
 from .config import Settings
 from .countclient import resolved_credentials
 from .models import UNKNOWN, ModelInfo, parse_model_id
@@ -43,7 +43,9 @@ from .usage import Usage, from_converse, from_headers, merge, to_count
 
 _logger = logging.getLogger(__name__)
 
-SERVICE = "bedrock-runtime"
+SERVICE = names.SERVICE_RUNTIME
+# The services the drivers hand to the handler; every other one is called straight through.
+SERVICES = frozenset({names.SERVICE_RUNTIME, names.SERVICE_AGENT_RUNTIME})
 _MAX_PARSED_REQUEST = 256 * 1024  # larger InvokeModel bodies are not parsed for attributes
 _BODY_CHUNK = 64 * 1024
 # The most of an InvokeModel response body ever held for parsing. A larger body (an image
@@ -56,7 +58,7 @@ INTERNAL_CALL_KEY = context.create_key("bedrock-tokens-internal-call")
 
 
 class OpSpec(NamedTuple):
-    kind: str  # invoke | converse | count
+    kind: str  # invoke | converse | count | agent (bedrock-agent-runtime, see agents.py)
     stream_key: Optional[str]  # where botocore puts the EventStream, for streamed operations
 
 
@@ -66,6 +68,9 @@ OPERATIONS: dict[str, OpSpec] = {
     "Converse": OpSpec("converse", None),
     "ConverseStream": OpSpec("converse", "stream"),
     "CountTokens": OpSpec("count", None),
+    # bedrock-agent-runtime: agents, inline agents, flows, knowledge bases (the two services
+    # have no operation name in common)
+    **{name: OpSpec("agent", op.stream_key) for name, op in agents.AGENT_OPERATIONS.items()},
 }
 
 
@@ -83,6 +88,7 @@ class Request(NamedTuple):
     address: Optional[str]
     port: Optional[int]
     raw_model: str = ""  # the modelId as the user passed it (model: cleaned for telemetry)
+    span_name: Optional[str] = None  # when not "{operation} {model}" (agent-runtime calls)
 
 
 class Estimate(NamedTuple):
@@ -226,6 +232,13 @@ class Call:
 
 
 _endpoints: dict[str, tuple[Optional[str], Optional[int]]] = {}
+
+
+def _service(client: Any) -> Optional[str]:
+    try:
+        return str(client._service_model.service_name)
+    except AttributeError:
+        return None
 
 
 def _server(client: Any) -> tuple[Optional[str], Optional[int]]:
@@ -393,12 +406,26 @@ class Handler:
                 first()
             except Exception:
                 _logger.debug("bedrock-tokens: first-call check failed", exc_info=True)
+        if spec.kind == "agent":
+            if _service(client) != names.SERVICE_AGENT_RUNTIME:
+                return None
+            if (
+                self.settings.agent_enable_trace
+                and isinstance(params, dict)
+                and "enableTrace" not in params
+                and agents.AGENT_OPERATIONS[operation_name].traces
+            ):
+                # Opt-in: botocore built this dict for this call from the user's keywords, so
+                # the user's own objects are untouched; the trace events reach them as well.
+                params["enableTrace"] = True
+        elif _service(client) != names.SERVICE_RUNTIME:
+            return None
         try:
             request = self.describe(operation_name, spec, client, params)
         except Exception:
             _logger.debug("bedrock-tokens: could not describe a request", exc_info=True)
             return None
-        precounter = self.precounter if spec.kind != "count" else None
+        precounter = self.precounter if spec.kind in ("invoke", "converse") else None
         return Call(self, client, request, params, precounter)
 
     def call(self, wrapped: Any, client: Any, args: Any, kwargs: Any) -> Any:
@@ -416,6 +443,8 @@ class Handler:
     def describe(
         self, operation_name: str, spec: OpSpec, client: Any, params: Mapping[str, Any]
     ) -> Request:
+        if spec.kind == "agent":
+            return self._describe_agent(operation_name, spec, client, params)
         model_id = params.get("modelId")
         raw_model = model_id if isinstance(model_id, str) else ""
         model = clean_id(raw_model)  # for telemetry; the service is sent the user's own
@@ -453,6 +482,27 @@ class Handler:
             address, port, raw_model,
         )
 
+    def _describe_agent(
+        self, operation_name: str, spec: OpSpec, client: Any, params: Mapping[str, Any]
+    ) -> Request:
+        """An agent-runtime call: its ids, session and model as agents.describe finds them;
+        with content capture, the agent's input text as the input messages."""
+        described = agents.describe(
+            operation_name, params, top_k_integer=self.telemetry.schema.top_k_integer
+        )
+        assert described is not None  # spec.kind == "agent" means it is in the table
+        raw_model = described.model or ""
+        attrs = dict(described.attributes)
+        if self._capture is not None:
+            attrs.update(self._capture.input_attributes(params))
+        address, port = _server(client)
+        model = clean_id(raw_model)
+        return Request(
+            operation_name, spec, model, parse_model_id(raw_model), UNKNOWN,
+            described.spec.operation, None, clean_attributes(attrs), address, port, raw_model,
+            clean_id(described.span_name),
+        )
+
     def _start(self, request: Request, estimate: Optional[Estimate]) -> CallRecord:
         tel = self.telemetry
         attrs: dict[str, Any] = {
@@ -486,7 +536,9 @@ class Handler:
                 links = [Link(estimate.span_context, {
                     names.AWS_BEDROCK_LINK_RELATION: names.LINK_RELATION_PRECOUNT,
                 })]
-        name = f"{request.operation} {request.model}" if request.model else request.operation
+        name = request.span_name or (
+            f"{request.operation} {request.model}" if request.model else request.operation
+        )
         span = tel.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs, links=links)
         record = CallRecord(
             tel,
@@ -495,6 +547,8 @@ class Handler:
             tel.metric_attributes(request.operation, request.model, request.address, request.port),
             self._capture is not None,
         )
+        if request.spec.kind == "agent":
+            record.usage_metrics = False  # recorded per model step, never for the total
         if estimate is not None:
             record.estimate = estimate.tokens
         if captured is not None:
@@ -522,6 +576,9 @@ class Handler:
             if isinstance(found, Mapping):
                 headers = found
         spec = request.spec
+        if spec.kind == "agent":
+            found = agents.response_attributes(request.operation_name, result)
+            attrs.update(clean_attributes(found))
         if spec.stream_key is not None:
             record.span.set_attributes(attrs)
             if not wrap_stream(
@@ -537,7 +594,7 @@ class Handler:
                 return _Pending(usage, attrs)
         elif spec.kind == "converse":
             usage = self._converse_result(result, attrs)
-        else:
+        else:  # count; agent-runtime calls without a stream report no usage
             usage = None
             count = to_count(result.get("inputTokens"))
             if count is not None:
@@ -663,8 +720,9 @@ active: Optional[Handler] = None
 
 
 def handler_for(client: Any) -> Optional[Handler]:
-    """The active handler if ``client`` is a Bedrock Runtime client, else None (both drivers:
-    for any other service this is one global read, one attribute lookup, one compare)."""
+    """The active handler if ``client`` is a Bedrock Runtime or Agent Runtime client, else None
+    (both drivers: for any other service this is one global read, one attribute lookup, one
+    set lookup)."""
     handler = active
     if handler is None:
         return None
@@ -672,7 +730,7 @@ def handler_for(client: Any) -> Optional[Handler]:
         service = client._service_model.service_name
     except AttributeError:
         return None
-    return handler if service == SERVICE else None
+    return handler if service in SERVICES else None
 
 
 def make_api_call_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:

@@ -14,11 +14,16 @@ Fixtures:
 ``bedrock_client``
     A boto3 ``bedrock-runtime`` client bound to it: region ``us-east-1``, dummy keys, one
     attempt per call, SigV4 even when ``AWS_BEARER_TOKEN_BEDROCK`` is set, no proxy.
+``bedrock_agent_client``
+    A boto3 ``bedrock-agent-runtime`` client bound to the same emulator, configured the same
+    way (agents, inline agents, flows, knowledge bases).
 ``bedrock_async_client``
     The same as an aiobotocore client (``async with``-managed, aiohttp transport; parametrize
     it indirectly with ``"httpx"`` for aiobotocore's httpx transport). Needs aiobotocore and
     pytest-asyncio (or another plugin that runs async fixtures); skips, saying which is
     missing, without them.
+``bedrock_async_agent_client``
+    The same for ``bedrock-agent-runtime``.
 ``bedrock_telemetry``
     A :class:`BedrockTelemetry`: SDK tracer and meter providers with in-memory exporters, to
     pass to ``instrument()``. Never installed as the global providers; shut down afterwards.
@@ -35,7 +40,8 @@ if TYPE_CHECKING:
     from .emulator import BedrockEmulator
 
 __all__ = [
-    "BedrockTelemetry", "bedrock_async_client", "bedrock_client", "bedrock_emulator",
+    "BedrockTelemetry", "bedrock_agent_client", "bedrock_async_agent_client",
+    "bedrock_async_client", "bedrock_client", "bedrock_emulator",
     "bedrock_telemetry",
 ]
 
@@ -138,14 +144,10 @@ def _bedrock_boto3_session() -> Any:
     return boto3.session.Session()
 
 
-@pytest.fixture
-def bedrock_client(bedrock_emulator: BedrockEmulator, _bedrock_boto3_session: Any) -> Iterator[Any]:
-    """A ``bedrock-runtime`` client bound to the emulator (one attempt, SigV4, no proxy)."""
+def _emulator_client(service: str, emulator: BedrockEmulator, session: Any) -> Iterator[Any]:
     from botocore.config import Config
 
-    client = _bedrock_boto3_session.client(
-        "bedrock-runtime", config=Config(**_client_config()), **bedrock_emulator.client_kwargs()
-    )
+    client = session.client(service, config=Config(**_client_config()), **emulator.client_kwargs())
     try:
         yield client
     finally:
@@ -163,7 +165,9 @@ def _client_config() -> dict[str, Any]:
     }
 
 
-async def _async_client(emulator: BedrockEmulator, transport: str) -> AsyncIterator[Any]:
+async def _async_client(
+    emulator: BedrockEmulator, transport: str, service: str = "bedrock-runtime"
+) -> AsyncIterator[Any]:
     try:
         from aiobotocore.config import AioConfig
         from aiobotocore.session import get_session
@@ -179,7 +183,7 @@ async def _async_client(emulator: BedrockEmulator, transport: str) -> AsyncItera
     elif transport != "aiohttp":
         raise ValueError(f"bedrock_async_client: unknown transport {transport!r}")
     creator = get_session().create_client(
-        "bedrock-runtime", config=AioConfig(**options), **emulator.client_kwargs()
+        service, config=AioConfig(**options), **emulator.client_kwargs()
     )
     async with creator as client:
         yield client
@@ -203,12 +207,42 @@ if _async_fixture is not None:
         ):
             yield client
 
+    @_async_fixture  # type: ignore[untyped-decorator]
+    async def bedrock_async_agent_client(
+        bedrock_emulator: BedrockEmulator, request: pytest.FixtureRequest
+    ) -> AsyncIterator[Any]:
+        """An aiobotocore ``bedrock-agent-runtime`` client bound to the emulator."""
+        async for client in _async_client(
+            bedrock_emulator, getattr(request, "param", "aiohttp"), "bedrock-agent-runtime"
+        ):
+            yield client
+
 else:  # pragma: no cover - depends on the environment
 
     @pytest.fixture
     def bedrock_async_client() -> Any:
         """An aiobotocore ``bedrock-runtime`` client bound to the emulator."""
         pytest.skip("bedrock_async_client needs pytest-asyncio: pip install pytest-asyncio")
+
+    @pytest.fixture
+    def bedrock_async_agent_client() -> Any:
+        """An aiobotocore ``bedrock-agent-runtime`` client bound to the emulator."""
+        pytest.skip("bedrock_async_agent_client needs pytest-asyncio: pip install pytest-asyncio")
+
+
+@pytest.fixture
+def bedrock_client(bedrock_emulator: BedrockEmulator, _bedrock_boto3_session: Any) -> Iterator[Any]:
+    """A ``bedrock-runtime`` client bound to the emulator (one attempt, SigV4, no proxy)."""
+    yield from _emulator_client("bedrock-runtime", bedrock_emulator, _bedrock_boto3_session)
+
+
+@pytest.fixture
+def bedrock_agent_client(
+    bedrock_emulator: BedrockEmulator, _bedrock_boto3_session: Any
+) -> Iterator[Any]:
+    """A ``bedrock-agent-runtime`` client bound to the emulator, configured as
+    ``bedrock_client`` is."""
+    yield from _emulator_client("bedrock-agent-runtime", bedrock_emulator, _bedrock_boto3_session)
 
 
 @pytest.fixture

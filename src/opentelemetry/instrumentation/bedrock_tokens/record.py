@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from botocore.exceptions import HTTPClientError
-from opentelemetry.trace import Span, SpanContext, Status, StatusCode
+from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode, set_span_in_context
 
 from . import names
 from .telemetry import MetricAttributes, Telemetry
@@ -23,6 +23,7 @@ from .text import clean_attributes, clean_id, clean_value
 from .usage import Usage
 
 if TYPE_CHECKING:
+    from .agents import ModelStep
     from .content import Capture
 
 _logger = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def status_description(exc: BaseException, service_message: bool = False) -> str
 class CallRecord:
     __slots__ = (
         "_guard", "_once", "_telemetry", "capture", "content", "estimate", "metric_attrs",
-        "service_message", "span", "start",
+        "service_message", "span", "start", "usage_metrics",
     )
 
     def __init__(
@@ -99,6 +100,9 @@ class CallRecord:
         self.content: Optional[dict[str, Any]] = None
         # Service error messages may quote the request: in the status only with content capture.
         self.service_message = service_message
+        # False for an agent or flow call: its model steps recorded the token metrics
+        # (model_step), and the totals on its span must not be recorded a second time.
+        self.usage_metrics = True
 
     @property
     def ended(self) -> bool:
@@ -185,9 +189,10 @@ class CallRecord:
                 attrs[names.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read
             if usage.cache_write is not None:
                 attrs[tel.schema.cache_write_attribute] = usage.cache_write
-            tel.record_usage(
-                input_tokens, output_tokens, usage.cache_read, usage.cache_write, metric_attrs
-            )
+            if self.usage_metrics:
+                tel.record_usage(
+                    input_tokens, output_tokens, usage.cache_read, usage.cache_write, metric_attrs
+                )
         if self.estimate is not None and input_tokens is not None:
             drift = input_tokens - self.estimate
             attrs[names.AWS_BEDROCK_COUNT_TOKENS_DRIFT] = drift
@@ -238,6 +243,70 @@ class CallRecord:
         if not capture.on_span:
             for key in names.CONTENT_ATTRIBUTES:
                 attrs.pop(key, None)
+
+    def model_step(self, step: ModelStep) -> bool:
+        """One model invocation an agent reported: its ``chat`` child span, with the service's
+        start and end times, and its token metrics (recorded here once, never again for the
+        agent's total). False, and nothing recorded, once the call has ended."""
+        with self._guard:
+            if self._once.locked():
+                return False
+            try:
+                self._model_step(step)
+            except Exception:
+                _logger.debug("bedrock-tokens: failed to record an agent step", exc_info=True)
+            return True
+
+    def _model_step(self, step: ModelStep) -> None:
+        tel = self._telemetry
+        model = step.model or ""
+        base = self.metric_attrs.base or {}
+        address, port = base.get(names.SERVER_ADDRESS), base.get(names.SERVER_PORT)
+        step_metrics = tel.metric_attributes(
+            names.OP_CHAT,
+            model,
+            address if isinstance(address, str) else None,
+            port if isinstance(port, int) else None,
+        )
+        usage = step.usage
+        input_tokens = usage.semconv_input() if usage is not None else None
+        if usage is not None:
+            tel.record_usage(input_tokens, usage.output, None, None, step_metrics)
+        if not self.span.is_recording():
+            return  # span-only work is skipped for calls that are not recorded
+        attrs: dict[str, Any] = {
+            names.GEN_AI_OPERATION_NAME: names.OP_CHAT,
+            names.GEN_AI_PROVIDER_NAME: names.PROVIDER_AWS_BEDROCK,
+            names.AWS_BEDROCK_AGENT_STEP_TYPE: step.step_type,
+        }
+        optional = (
+            (names.GEN_AI_REQUEST_MODEL, step.model),
+            (names.AWS_BEDROCK_AGENT_CLIENT_REQUEST_ID, step.client_request_id),
+            (names.AWS_BEDROCK_AGENT_TRACE_ID, step.trace_id),
+            (names.GEN_AI_AGENT_ID, step.agent_id),
+            (names.AWS_BEDROCK_AGENT_COLLABORATOR, step.collaborator),
+            (names.GEN_AI_USAGE_INPUT_TOKENS, input_tokens),
+            (names.GEN_AI_USAGE_OUTPUT_TOKENS, usage.output if usage is not None else None),
+        )
+        attrs.update((key, value) for key, value in optional if value is not None)
+        if usage is not None:
+            attrs[names.AWS_BEDROCK_USAGE_SOURCE] = usage.source
+        capture = self.capture
+        if capture is not None and capture.on_span:
+            if step.prompt is not None:
+                request = {"messages": [{"role": "user", "content": [{"text": step.prompt}]}]}
+                attrs.update(capture.input_attributes(request))
+            if step.response is not None:
+                attrs.update(capture.output_attributes(step.response, None))
+        span = tel.tracer.start_span(
+            f"{names.OP_CHAT} {model}" if model else names.OP_CHAT,
+            context=set_span_in_context(self.span),
+            kind=SpanKind.CLIENT,
+            attributes=attrs,
+            start_time=step.start_ns,
+        )
+        end = step.end_ns
+        span.end(end_time=end if end is not None and step.start_ns is not None else None)
 
     def chunk_recorder(self) -> Optional[Callable[[float], None]]:
         """What a stream calls per chunk after the first with the time since the previous

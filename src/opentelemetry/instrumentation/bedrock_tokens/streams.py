@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import wrapt
 
-from . import families, names
+from . import agents, families, names
 from .content import Capture, TextCollector, stream_delta_text
 from .record import CallRecord
 from .usage import Usage, from_converse, merge, to_count
@@ -56,20 +56,31 @@ class _StreamState:
     the ConverseStream ``metadata`` event), so what counting needs is taken before that:
     for InvokeModel streams the chunk's ``bytes`` (immutable) of the first and last two
     chunks, parsed only at the end; for ConverseStream the usage, latency and stop reason,
-    read from the one event that carries each, as plain values."""
+    read from the one event that carries each, as plain values; for agent-runtime streams
+    (agents, flows, knowledge bases) the model steps of the trace events, copied by an
+    ``agents.StepCollector`` and handed to the record (a child span and the step's token
+    metrics) as each step completes."""
 
     __slots__ = (
-        "__weakref__", "_chunk_interval", "_collector", "_family", "_kind", "_last_at", "finish",
-        "first", "last", "latency", "prev", "record", "saw_final", "ttfc", "usage",
+        "__weakref__", "_chunk_interval", "_collector", "_family", "_kind", "_last_at",
+        "_steps", "finish", "first", "last", "latency", "prev", "record", "saw_final", "ttfc",
+        "usage",
     )
 
     def __init__(
         self, record: CallRecord, kind: str, family: str, collector: Optional[TextCollector]
     ) -> None:
         self.record = record
-        self._kind = kind  # "invoke" | "converse"
+        self._kind = kind  # "invoke" | "converse" | "agent"
         self._family = family
         self._collector = collector
+        # Agent-runtime streams: the model steps, copied out of the trace events (their text
+        # only with content capture on the span).
+        self._steps: Optional[agents.StepCollector] = None
+        if kind == "agent":
+            capture = record.capture
+            self._steps = agents.StepCollector(capture is not None and capture.on_span)
+            self._collector = None  # the steps carry the content, not the reply text
         # InvokeModel streams: chunk payloads (bytes) of the first and the last two chunks.
         self.first: Optional[bytes] = None
         self.prev: Optional[bytes] = None
@@ -88,9 +99,26 @@ class _StreamState:
     # -- per event (called before the event is handed to the user) -------------------------
     def observer(self) -> Callable[[Any], None]:
         """The per-event function: specialised per operation unless content is captured."""
+        if self._kind == "agent":
+            return self._observe_agent
         if self._collector is not None:
             return self.observe
         return self._observe_invoke if self._kind == "invoke" else self._observe_converse
+
+    def _observe_agent(self, event: Any) -> None:
+        if self.ttfc is None:  # no per-chunk timing: these are steps of a run, not output chunks
+            self.ttfc = time.perf_counter() - self.record.start
+        assert self._steps is not None
+        try:
+            step = self._steps.observe(event)
+            if step is not None:
+                self.record.model_step(step)
+            elif isinstance(event, Mapping) and (
+                "returnControl" in event or "flowCompletionEvent" in event
+            ):
+                self.saw_final = True
+        except Exception:  # never let the observer break the user's iteration
+            _logger.debug("bedrock-tokens: agent stream observer failed", exc_info=True)
 
     def _timing(self) -> None:
         if self.ttfc is None:
@@ -191,12 +219,24 @@ class _StreamState:
     def _summarise(self, attrs: dict[str, Any]) -> Optional[Usage]:
         if self._kind == "invoke":
             return self._summarise_invoke(attrs)
+        if self._steps is not None:
+            return self._summarise_agent(attrs, self._steps)
         if self.latency is not None:
             attrs[names.AWS_BEDROCK_CONVERSE_LATENCY] = self.latency
         if self.finish is not None:
             attrs[names.GEN_AI_RESPONSE_FINISH_REASONS] = self.finish
         self._add_output(attrs, self.finish)
         return self.usage
+
+    @staticmethod
+    def _summarise_agent(attrs: dict[str, Any], steps: agents.StepCollector) -> Optional[Usage]:
+        """The agent's totals (its steps already recorded their own metrics), no cache
+        breakdown: the convention keeps those off aggregate spans."""
+        if steps.steps:
+            attrs[names.AWS_BEDROCK_AGENT_MODEL_STEPS] = len(steps.steps)
+        if steps.total_time_ms is not None:
+            attrs[names.AWS_BEDROCK_AGENT_TOTAL_TIME] = steps.total_time_ms
+        return agents.totals(steps.steps)
 
     def _summarise_invoke(self, attrs: dict[str, Any]) -> Optional[Usage]:
         kept: list[bytes] = []

@@ -198,9 +198,9 @@ class Telemetry:
                 base[names.SERVER_ADDRESS] = address
                 if port is not None:
                     base[names.SERVER_PORT] = port
-            duration = (
-                self.operation_duration if operation == names.OP_COUNT_TOKENS else self.duration
-            )
+            # Under the latest names inference has its own duration; counting tokens,
+            # invoking an agent or a flow and retrieving are not inference.
+            duration = self.duration if operation in _INFERENCE else self.operation_duration
             if self.schema.token_usage_by_type:
                 found = MetricAttributes(
                     base,
@@ -214,6 +214,9 @@ class Telemetry:
             if len(self._attrs) < 4096:  # bounded, whatever model ids users send
                 self._attrs[key] = found
         return found
+
+
+_INFERENCE = frozenset({names.OP_CHAT, names.OP_TEXT_COMPLETION, names.OP_EMBEDDINGS})
 
 
 def _event_logger(logger_provider: Any, schema_url: str) -> Any:

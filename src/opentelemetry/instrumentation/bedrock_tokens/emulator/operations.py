@@ -17,6 +17,8 @@ from typing import Any, Optional
 from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape
 
+from .agents import AgentRoute, agent_outcome
+from .agents import route as agent_route
 from .bodies import invoke_body
 from .cache import PromptCache
 from .converse import converse_body
@@ -38,7 +40,7 @@ from .families import (
 )
 from .guardrails import converse_guardrail, invoke_guardrail
 from .modelids import ModelRef, parse_model_id
-from .recording import RecordedRequest, RequestLog
+from .recording import RecordedRequest, RequestLog, StepUsage
 from .reply import build_reply
 from .scenarios import SCENARIO_HEADER, Scenario, ScenarioBook
 from .streaming import DROP, Frame, converse_frames, invoke_frames
@@ -164,6 +166,7 @@ class _Record:
     model_id: Optional[str] = None
     error_code: Optional[str] = None
     usage: tuple[Optional[int], ...] = field(default=(None, None, None, None))
+    steps: tuple[StepUsage, ...] = ()
 
 
 def handle(state: EmulatorState, incoming: Incoming) -> Outcome:
@@ -174,6 +177,7 @@ def handle(state: EmulatorState, incoming: Incoming) -> Outcome:
     except RequestError as exc:
         record.error_code = exc.code
         record.usage = (None, None, None, None)
+        record.steps = ()
         if _speaks_query_protocol(incoming):
             outcome = _xml_error_outcome(incoming.request_id, exc.status, exc.code, exc.message)
         else:
@@ -193,6 +197,7 @@ def handle(state: EmulatorState, incoming: Incoming) -> Outcome:
             output_tokens=record.usage[1],
             cache_read_tokens=record.usage[2],
             cache_write_tokens=record.usage[3],
+            steps=record.steps,
         )
     )
     return outcome
@@ -223,9 +228,11 @@ def _route(method: str, target: str) -> tuple[str, str]:
     return operation, model_id
 
 
-def _dispatch(state: EmulatorState, incoming: Incoming, record: _Record) -> Outcome:
-    operation, model_id = _route(incoming.method, incoming.target)
-    record.operation, record.model_id = operation, model_id
+def _scenario_for(
+    state: EmulatorState, incoming: Incoming, key: Optional[str], operation: str
+) -> Scenario:
+    """The request's scenario (header, pushed, per key, global), after its first-byte delay;
+    raises the scenario's HTTP error if it has one."""
     header = incoming.headers.get(SCENARIO_HEADER)
     if header is not None and not state.scenario_headers:
         raise RequestError(
@@ -236,7 +243,7 @@ def _dispatch(state: EmulatorState, incoming: Incoming, record: _Record) -> Outc
             "--scenario-headers` to let clients choose scenarios.",
         )
     try:
-        scenario = state.scenarios.resolve(model_id, operation, header)
+        scenario = state.scenarios.resolve(key, operation, header)
     except ValueError as exc:
         raise RequestError(
             400, "ValidationException", f"Invalid {SCENARIO_HEADER}: {exc}"
@@ -245,6 +252,33 @@ def _dispatch(state: EmulatorState, incoming: Incoming, record: _Record) -> Outc
     injected = scenario.error
     if injected is not None:
         raise RequestError(*injected)
+    return scenario
+
+
+def _agent_runtime(
+    state: EmulatorState, incoming: Incoming, record: _Record, agent: AgentRoute
+) -> Outcome:
+    """A bedrock-agent-runtime operation (see :mod:`.agents`)."""
+    record.operation = agent.operation
+    scenario = _scenario_for(state, incoming, agent.scenario_key, agent.operation)
+    answer = agent_outcome(
+        agent, incoming.body, incoming.request_id, incoming.started, scenario, state.sleep
+    )
+    record.model_id, record.steps = answer.model_id, answer.steps
+    if answer.steps:
+        inputs = sum(step.input_tokens for step in answer.steps)
+        outputs = sum(step.output_tokens for step in answer.steps)
+        record.usage = (inputs, outputs, None, None)
+    return Outcome(200, answer.headers, answer.body, answer.frames, answer.drop_partial)
+
+
+def _dispatch(state: EmulatorState, incoming: Incoming, record: _Record) -> Outcome:
+    agent = agent_route(urlsplit(incoming.target).path)
+    if agent is not None and incoming.method == "POST":
+        return _agent_runtime(state, incoming, record, agent)
+    operation, model_id = _route(incoming.method, incoming.target)
+    record.operation, record.model_id = operation, model_id
+    scenario = _scenario_for(state, incoming, model_id, operation)
     if operation == "CountTokens":
         return _count_tokens(state, incoming, record, scenario, model_id)
     if operation in ("Converse", "ConverseStream"):

@@ -8,7 +8,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Optional
 
-__all__ = ["RecordedRequest", "RequestLog"]
+__all__ = ["RecordedRequest", "RequestLog", "StepUsage"]
+
+
+@dataclass(frozen=True)
+class StepUsage:
+    """One model invocation an agent-runtime call reported in its trace events."""
+
+    step_type: str
+    model_id: str
+    input_tokens: int
+    output_tokens: int
+    client_request_id: str
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,9 @@ class RecordedRequest:
     output_tokens: Optional[int] = None
     cache_read_tokens: Optional[int] = None
     cache_write_tokens: Optional[int] = None
+    # Agent-runtime calls with enableTrace: the usage of each model step, in trace order
+    # (input_tokens / output_tokens are then their totals).
+    steps: tuple[StepUsage, ...] = ()
 
 
 class RequestLog:

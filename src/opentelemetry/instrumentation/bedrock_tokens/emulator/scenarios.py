@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 __all__ = [
+    "AGENT_OPERATIONS",
+    "AGENT_STEPS",
+    "AGENT_STREAM_EXCEPTIONS",
     "ERROR_STATUS",
     "OPERATIONS",
     "SCENARIO_HEADER",
@@ -30,12 +33,22 @@ __all__ = [
 
 SCENARIO_HEADER = "x-bedrock-emulator-scenario"
 
+# bedrock-agent-runtime (see agents.py)
+AGENT_OPERATIONS = (
+    "InvokeAgent",
+    "InvokeInlineAgent",
+    "InvokeFlow",
+    "RetrieveAndGenerate",
+    "RetrieveAndGenerateStream",
+    "Retrieve",
+)
 OPERATIONS = (
     "InvokeModel",
     "InvokeModelWithResponseStream",
     "Converse",
     "ConverseStream",
     "CountTokens",
+    *AGENT_OPERATIONS,
 )
 
 # Modelled Bedrock Runtime errors and their HTTP status (service model 2023-09-30), plus the
@@ -54,6 +67,9 @@ ERROR_STATUS: Mapping[str, int] = {
     "ModelNotReadyException": 429,
     "InternalServerException": 500,
     "ServiceUnavailableException": 503,
+    # bedrock-agent-runtime only (2023-07-26)
+    "DependencyFailedException": 424,
+    "BadGatewayException": 502,
 }
 
 _CODE_FOR_STATUS: Mapping[int, str] = {
@@ -82,6 +98,8 @@ _MESSAGES: Mapping[str, str] = {
     "ModelNotReadyException": "Model is not ready to serve inference requests.",
     "InternalServerException": "The system encountered an unexpected error during processing.",
     "ServiceUnavailableException": "Bedrock is unable to process your request.",
+    "DependencyFailedException": "A dependency of the agent failed: the Lambda function.",
+    "BadGatewayException": "There was an issue with a dependency due to a server issue.",
 }
 
 # Exception members of the ResponseStream / ConverseStreamOutput unions (lowerCamel on the
@@ -95,6 +113,22 @@ STREAM_EXCEPTIONS = frozenset(
         "serviceUnavailableException",
         "modelTimeoutException",
     }
+)
+# Exception members of the agent-runtime stream unions (ResponseStream, FlowResponseStream,
+# RetrieveAndGenerateStreamResponseOutput) that Bedrock Runtime streams do not have.
+AGENT_STREAM_EXCEPTIONS = frozenset(
+    {
+        "accessDeniedException",
+        "badGatewayException",
+        "conflictException",
+        "dependencyFailedException",
+        "modelNotReadyException",
+        "resourceNotFoundException",
+        "serviceQuotaExceededException",
+    }
+)
+AGENT_STEPS = frozenset(
+    {"pre_processing", "knowledge_base", "action_group", "return_control", "post_processing"}
 )
 
 _COUNT_TOKENS_MODES = frozenset({"ok", "unsupported", "forbidden"})
@@ -159,6 +193,11 @@ class Scenario:
     guardrail: Optional[str] = None
     # Restrict the scenario to these operations; others behave as if it were not set.
     operations: Optional[tuple[str, ...]] = field(default=None)
+    # InvokeAgent: the agent's steps, some of "pre_processing", "knowledge_base",
+    # "action_group", "return_control", "post_processing" (None: knowledge base + action
+    # group); InvokeInlineAgent: only "pre_processing" / "post_processing" apply (the
+    # request's own knowledge bases and action groups decide the rest).
+    agent_steps: Optional[tuple[str, ...]] = None
 
     def __post_init__(self) -> None:
         if self.operations is not None:
@@ -169,10 +208,17 @@ class Scenario:
                 raise ValueError(f"unknown operations {unknown}; expected some of {OPERATIONS}")
         if self.error_status is not None and not 400 <= self.error_status <= 599:
             raise ValueError("error_status must be an HTTP error status (400-599)")
-        if self.stream_exception is not None and self.stream_exception not in STREAM_EXCEPTIONS:
-            raise ValueError(
-                f"stream_exception must be one of {sorted(STREAM_EXCEPTIONS)} (lowerCamel)"
-            )
+        known = STREAM_EXCEPTIONS | AGENT_STREAM_EXCEPTIONS
+        if self.stream_exception is not None and self.stream_exception not in known:
+            raise ValueError(f"stream_exception must be one of {sorted(known)} (lowerCamel)")
+        if self.agent_steps is not None:
+            steps = tuple(self.agent_steps)
+            object.__setattr__(self, "agent_steps", steps)
+            unknown_steps = sorted(set(steps) - AGENT_STEPS)
+            if unknown_steps:
+                raise ValueError(
+                    f"unknown agent_steps {unknown_steps}; expected some of {sorted(AGENT_STEPS)}"
+                )
         if self.count_tokens not in _COUNT_TOKENS_MODES:
             raise ValueError(f"count_tokens must be one of {sorted(_COUNT_TOKENS_MODES)}")
         if self.tool_use not in _TOOL_USE_MODES:
@@ -228,8 +274,9 @@ class Scenario:
         if unknown:
             raise ValueError(f"unknown scenario fields: {', '.join(unknown)}")
         kwargs = dict(values)
-        if kwargs.get("operations") is not None:
-            kwargs["operations"] = tuple(kwargs["operations"])
+        for name in ("operations", "agent_steps"):
+            if kwargs.get(name) is not None:
+                kwargs[name] = tuple(kwargs[name])
         return cls(**kwargs)
 
     @classmethod
@@ -274,7 +321,9 @@ class ScenarioBook:
             self._by_model.clear()
             self._queue.clear()
 
-    def resolve(self, model_id: str, operation: str, header: Optional[str]) -> Scenario:
+    def resolve(
+        self, model_id: Optional[str], operation: str, header: Optional[str]
+    ) -> Scenario:
         """Pick the scenario for one request, consuming a pushed one if it applies.
 
         Raises ValueError when the header is present but invalid.

@@ -21,7 +21,7 @@ from .families import Number, Turn
 from .scenarios import Scenario, default_error_message
 from .wire import json_bytes, malformed, ms_since
 
-__all__ = ["DROP", "Frame", "Sleep", "converse_frames", "invoke_frames"]
+__all__ = ["DROP", "Frame", "Sleep", "converse_frames", "inject_faults", "invoke_frames"]
 
 _T = TypeVar("_T")
 
@@ -101,7 +101,7 @@ def invoke_frames(
 
             yield make
 
-    return _inject_faults(scenario, makers(), sleep)
+    return inject_faults(scenario, makers(), sleep)
 
 
 def converse_frames(
@@ -129,7 +129,7 @@ def converse_frames(
         if not scenario.omit_stream_metadata:
             yield metadata
 
-    return _inject_faults(scenario, makers(), sleep)
+    return inject_faults(scenario, makers(), sleep)
 
 
 def _exception_frame(scenario: Scenario, corrupt: bool) -> bytes:
@@ -142,7 +142,7 @@ def _exception_frame(scenario: Scenario, corrupt: bool) -> bytes:
     return eventstream.exception_frame(name, payload, corrupt_crc=corrupt)
 
 
-def _inject_faults(
+def inject_faults(
     scenario: Scenario, makers: Iterator[_FrameMaker], sleep: Sleep
 ) -> Iterator[Frame]:
     """Number the events and apply exceptions, drops, corrupt CRCs and chunk delays."""
