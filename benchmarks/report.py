@@ -25,6 +25,9 @@ OURS = "ours"
 FLOOR = "floor"
 WITH_CONTRIB = "ours+contrib"
 CONTRIB = "contrib"
+FLOOR_OFF = "floor-sampled-out"
+OURS_OFF = "ours-sampled-out"
+NO_CHUNK = "ours-no-chunk-timing"
 STREAM_OPS = (("invoke_stream", "InvokeModelWithResponseStream"),
               ("converse_stream", "ConverseStream"))
 BEDROCK_CALLS = ("invoke_headers", "invoke_body", "invoke_large", "converse", "count_tokens")
@@ -292,6 +295,18 @@ def _cheapest_peer(res: Any, s: Stats, key: str, peers: Sequence[str]
     return best
 
 
+def _cheapest_peer_fixed(res: Any, st: Streams, prefix: str, op: str, peers: Sequence[str]
+                         ) -> tuple[Optional[str], Optional[float]]:
+    best: tuple[Optional[str], Optional[float]] = (None, None)
+    for peer in peers:
+        if not _records(res, peer, f"{prefix}@{st.short.get(op)}"):
+            continue
+        found = st.fixed(peer, prefix, op)
+        if found is not None and (best[1] is None or found < best[1]):
+            best = (peer, found)
+    return best
+
+
 def _verdict(ok: Optional[bool]) -> str:
     return "n/a" if ok is None else ("met" if ok else "**not met**")
 
@@ -316,12 +331,27 @@ def _targets_section(res: Any, s: Stats, st: Streams, main: Sequence[str],
                 rows.append((f"{key}: ours ≤ 0.8 x cheapest peer",
                              f"{us(ours)} vs {us(cheapest)} ({peer}) → "
                              f"{times(ours, cheapest)}", _verdict(ours <= 0.8 * cheapest)))
+            off, floor_off = a(OURS_OFF, key), a(FLOOR_OFF, key)
+            if off is not None and floor_off is not None:
+                rows.append((f"{key}, sampled out: ours ≤ 1.2 x floor (added µs)",
+                             f"{us(off)} vs {us(floor_off)} → {times(off, floor_off)}",
+                             _verdict(off <= 1.2 * floor_off)))
         for prefix, op in STREAM_OPS:
             ours, floor = st.fixed(OURS, prefix, op), st.fixed(FLOOR, prefix, op)
             if ours is not None and floor is not None:
                 rows.append((f"{op}: fixed cost ours ≤ 1.2 x floor",
                              f"{us(ours)} vs {us(floor)} → {times(ours, floor)}",
                              _verdict(ours <= 1.2 * floor)))
+            off, floor_off = st.fixed(OURS_OFF, prefix, op), st.fixed(FLOOR_OFF, prefix, op)
+            if off is not None and floor_off is not None:
+                rows.append((f"{op}, sampled out: fixed cost ours ≤ 1.2 x floor",
+                             f"{us(off)} vs {us(floor_off)} → {times(off, floor_off)}",
+                             _verdict(off <= 1.2 * floor_off)))
+            peer, cheapest = _cheapest_peer_fixed(res, st, prefix, op, peers)
+            if ours is not None and cheapest is not None:
+                rows.append((f"{op}: fixed cost ours ≤ 0.8 x cheapest peer's",
+                             f"{us(ours)} vs {us(cheapest)} ({peer}) → "
+                             f"{times(ours, cheapest)}", _verdict(ours <= 0.8 * cheapest)))
             medium = st.per_event(OURS, prefix, op, st.medium)
             if medium is not None:
                 rows.append((f"{op}: ≤ 1 µs added per event ({st.medium:,} events, "
@@ -329,6 +359,15 @@ def _targets_section(res: Any, s: Stats, st: Streams, main: Sequence[str],
                              f"{_per_event_cell(medium)} µs (floor "
                              f"{_per_event_cell(st.per_event(FLOOR, prefix, op, st.medium))})",
                              _verdict(medium <= 1e-6)))
+            bare = st.per_event(NO_CHUNK, prefix, op, st.medium)
+            if bare is not None:
+                rows.append((f"{op}: ≤ 1 µs added per event, time_per_output_chunk off "
+                             f"({NO_CHUNK})", f"{_per_event_cell(bare)} µs",
+                             _verdict(bare <= 1e-6)))
+                if medium is not None:
+                    rows.append((f"{op}: what time_per_output_chunk adds per event "
+                                 "(ours minus ours with it off; information)",
+                                 f"{_per_event_cell(medium - bare)} µs", "n/a"))
             longer = [n for n in st.lengths(prefix) if n > st.medium]
             cells, ok = [], True
             for events in longer:
@@ -407,11 +446,17 @@ def _calls_section(res: Any, s: Stats, main: Sequence[str], peers: Sequence[str]
             if other in peers and not _records(res, other, key):
                 cell += " (records nothing)" if cell != "n/a" else ""
             row.append(cell)
+        if OURS_OFF in main and FLOOR_OFF in main:
+            off, floor_off = s.added(OURS_OFF, key), s.added(FLOOR_OFF, key)
+            row.append(ratio(off[0] if off else None, floor_off[0] if floor_off else None))
         rows.append(row)
     parts.append("\nRatios of added cost, ours / other (below 1: ours is cheaper). A peer that "
                  "records no tokens for a workload is cheap for the wrong reason; see the "
                  "probe table.\n")
-    parts.append(table(["workload", *(f"ours / {c}" for c in ratio_cols)], rows))
+    header = ["workload", *(f"ours / {c}" for c in ratio_cols)]
+    if OURS_OFF in main and FLOOR_OFF in main:
+        header.append("sampled out: ours / floor")
+    parts.append(table(header, rows))
     return "\n".join(parts) + "\n"
 
 

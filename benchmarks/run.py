@@ -304,12 +304,18 @@ def run(plan: Plan, only: Optional[set[str]], skip: set[str], log: Any,
     res.meta["configs"] = {c.name: c.title for c in configs.CONFIGS + configs.PRECOUNT_CONFIGS}
     res.meta["peers"] = [c.name for c in configs.CONFIGS if c.peer]
 
+    def only_for(name: str, keys: Sequence[str]) -> list[str]:
+        """A streams-only configuration runs the stream workloads alone."""
+        if not configs.BY_NAME[name].streams_only:
+            return list(keys)
+        return [k for k in keys if "stream" in k]
+
     # 1. What each configuration records (and whether it runs at all).
     log("probe: what each configuration records")
     probe_keys = [w.key for w in canned.NON_STREAMED] + [
         canned.stream_workload(op, short[op]).key for op in canned.STREAM_OPERATIONS]
     for name in list(names):
-        data = runner.worker(name, "probe", probe_keys, 0)
+        data = runner.worker(name, "probe", only_for(name, probe_keys), 0)
         if data is None:
             res.unavailable[name] = "the worker failed (see failures)"
             names.remove(name)
@@ -324,7 +330,7 @@ def run(plan: Plan, only: Optional[set[str]], skip: set[str], log: Any,
         for r in range(plan.rounds):
             progress(f"calls, round {r + 1}/{plan.rounds}")
             for name in _rotate(names, r):
-                runner.worker(name, "calls", calls, r)
+                runner.worker(name, "calls", only_for(name, calls), r)
 
     # 3. Long streams: fewer rounds, one value each.
     if "long" not in skip:
@@ -369,7 +375,8 @@ def run(plan: Plan, only: Optional[set[str]], skip: set[str], log: Any,
                 for r in range(plan.loopback_rounds):
                     progress(f"loopback, round {r + 1}/{plan.loopback_rounds}")
                     for name in _rotate(names, r):
-                        runner.worker(name, "loopback", lb_keys, r, extra=endpoint)
+                        runner.worker(name, "loopback", only_for(name, lb_keys), r,
+                                      extra=endpoint)
             if "precount" not in skip:
                 base = [n for n in ("uninstrumented", "ours") if n in names]
                 if not precount:

@@ -196,7 +196,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
 
-    p = configs.providers()
+    p = configs.providers(configs.BY_NAME[args.config].sampled_out)
     configs.apply(args.config, p)
     keys = [k for k in args.workloads.split(",") if k]
     out: dict[str, Any] = {"config": args.config, "task": args.task, "pid": os.getpid()}
