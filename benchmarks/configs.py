@@ -116,6 +116,7 @@ class Config:
     peer: bool = False
     sampled_out: bool = False  # tracer provider with the ALWAYS_OFF sampler
     streams_only: bool = False  # measured on the stream workloads only
+    aio: bool = True  # measured on the aiobotocore workloads too (when it is installed)
 
     def missing(self) -> list[str]:
         return [m for m in self.needs if importlib.util.find_spec(m) is None]
@@ -134,11 +135,12 @@ CONFIGS: tuple[Config, ...] = (
            sampled_out=True),
     # What time_per_output_chunk costs per event: ours with it off, on the streams only.
     Config("ours-no-chunk-timing", "ours, chunk_timing=False", _ours, (_OURS,),
-           options=(("chunk_timing", False),), streams_only=True),
+           options=(("chunk_timing", False),), streams_only=True, aio=False),
+    # contrib instruments botocore only, never aiobotocore
     Config("ours+contrib", "ours + contrib botocore", _ours_with_contrib, (_OURS, _CONTRIB),
-           "opentelemetry-instrumentation-botocore"),
+           "opentelemetry-instrumentation-botocore", aio=False),
     Config("contrib", "contrib botocore alone", _contrib, (_CONTRIB,),
-           "opentelemetry-instrumentation-botocore", peer=True),
+           "opentelemetry-instrumentation-botocore", peer=True, aio=False),
     Config("genai-bedrock", "opentelemetry-instrumentation-genai-bedrock", _genai_bedrock,
            ("opentelemetry.instrumentation.genai.bedrock",),
            "opentelemetry-instrumentation-genai-bedrock", peer=True),

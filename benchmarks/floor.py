@@ -10,6 +10,7 @@ per event only what is needed to find the usage event.
 
 It is deliberately not robust (no error type, no close/GC handling, no model-id parsing, no
 request attributes): it measures what the telemetry itself costs, below which nothing can go.
+With aiobotocore installed, ``AioBaseClient._make_api_call`` gets the same wrapper, awaited.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlsplit
 
@@ -101,15 +102,7 @@ class _StreamProxy(_ProxyBase):
             elif "metadata" in event:
                 final = event
             yield event
-        inp = out = None
-        if invoke and final is not None:
-            metrics = json.loads(final)[_METRICS_KEY.decode()]
-            inp, out = metrics.get("inputTokenCount"), metrics.get("outputTokenCount")
-        elif final is not None:
-            usage = final["metadata"].get("usage", {})
-            inp, out = usage.get("inputTokens"), usage.get("outputTokens")
-        assert _floor is not None
-        _floor.end(self._self_span, self._self_start, self._self_attrs, inp, out)
+        _end_stream(self, final, invoke)
 
 
 def _wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -154,7 +147,93 @@ def _wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     return result
 
 
+# -- aiobotocore: the same, awaited ----------------------------------------------------------
+class _AioBytes:
+    """What the user awaits ``read()`` on after the floor read the body."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    async def read(self, amt: Optional[int] = None) -> bytes:
+        data, self._data = self._data, b""
+        return data
+
+
+class _AioStreamProxy(_StreamProxy):
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._aiterate()
+
+    async def _aiterate(self) -> AsyncIterator[Any]:
+        final = None
+        invoke = self._self_kind == "invoke"
+        async for event in self.__wrapped__:
+            if invoke:
+                data = event["chunk"]["bytes"]
+                if _METRICS_KEY in data:
+                    final = data
+            elif "metadata" in event:
+                final = event
+            yield event
+        _end_stream(self, final, invoke)
+
+
+def _end_stream(proxy: _StreamProxy, final: Any, invoke: bool) -> None:
+    inp = out = None
+    if invoke and final is not None:
+        metrics = json.loads(final)[_METRICS_KEY.decode()]
+        inp, out = metrics.get("inputTokenCount"), metrics.get("outputTokenCount")
+    elif final is not None:
+        usage = final["metadata"].get("usage", {})
+        inp, out = usage.get("inputTokens"), usage.get("outputTokens")
+    assert _floor is not None
+    _floor.end(proxy._self_span, proxy._self_start, proxy._self_attrs, inp, out)
+
+
+async def _aio_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    if instance._service_model.service_name != "bedrock-runtime" or _floor is None:
+        return await wrapped(*args, **kwargs)
+    operation, params = args
+    model = params.get("modelId", "")
+    floor = _floor
+    op_name = "count_tokens" if operation == "CountTokens" else "chat"
+    attrs = floor.attrs(op_name, model, instance.meta.endpoint_url)
+    span = floor.tracer.start_span(f"{op_name} {model}", kind=SpanKind.CLIENT,
+                                   attributes=attrs[0])
+    start = time.perf_counter()
+    token = context.attach(trace.set_span_in_context(span))
+    try:
+        result = await wrapped(*args, **kwargs)
+    finally:
+        context.detach(token)
+    if operation == "InvokeModel":
+        headers = result["ResponseMetadata"]["HTTPHeaders"]
+        inp = headers.get("x-amzn-bedrock-input-token-count")
+        out = headers.get("x-amzn-bedrock-output-token-count")
+        if inp is None:
+            data = await result["body"].read()
+            result["body"] = _AioBytes(data)
+            usage = json.loads(data).get("usage", {})
+            inp, out = usage.get("input_tokens"), usage.get("output_tokens")
+        floor.end(span, start, attrs, int(inp) if inp is not None else None,
+                  int(out) if out is not None else None)
+    elif operation == "Converse":
+        usage = result["usage"]
+        floor.end(span, start, attrs, usage["inputTokens"], usage["outputTokens"])
+    elif operation == "InvokeModelWithResponseStream":
+        result["body"] = _AioStreamProxy(result["body"], span, start, attrs, "invoke")
+    elif operation == "ConverseStream":
+        result["stream"] = _AioStreamProxy(result["stream"], span, start, attrs, "converse")
+    else:
+        floor.end(span, start, attrs, None, None)
+    return result
+
+
 def instrument(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:
     global _floor
     _floor = _Floor(tracer_provider, meter_provider)
     wrapt.wrap_function_wrapper(BaseClient, "_make_api_call", _wrapper)
+    try:
+        from aiobotocore.client import AioBaseClient
+    except ImportError:  # no aiobotocore here: the sync floor only
+        return
+    wrapt.wrap_function_wrapper(AioBaseClient, "_make_api_call", _aio_wrapper)
