@@ -206,7 +206,7 @@ class CallRecord:
         if ttfc is not None:
             tel.time_to_first_chunk.record(ttfc, base)
         if etype is not None:
-            metric_attrs.duration.record(duration, {**(base or {}), names.ERROR_TYPE: etype})
+            metric_attrs.duration.record(duration, metric_attrs.with_error(etype))
         else:
             metric_attrs.duration.record(duration, base)
         return input_tokens, drift
