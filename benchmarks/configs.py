@@ -136,7 +136,8 @@ CONFIGS: tuple[Config, ...] = (
     # What time_per_output_chunk costs per event: ours with it off, on the streams only.
     Config("ours-no-chunk-timing", "ours, chunk_timing=False", _ours, (_OURS,),
            options=(("chunk_timing", False),), streams_only=True, aio=False),
-    # contrib instruments botocore only, never aiobotocore
+    # contrib here is BotocoreInstrumentor, which covers botocore only (its separate
+    # AiobotocoreInstrumentor is not part of these configurations)
     Config("ours+contrib", "ours + contrib botocore", _ours_with_contrib, (_OURS, _CONTRIB),
            "opentelemetry-instrumentation-botocore", aio=False),
     Config("contrib", "contrib botocore alone", _contrib, (_CONTRIB,),
