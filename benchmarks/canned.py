@@ -297,7 +297,7 @@ STREAM_OPERATIONS = tuple(SHORT_EVENTS)
 
 def responder_for(workload: Workload) -> Responder:
     if workload.operation == "InvokeModel":
-        extra = _token_headers(14) if workload.key != "invoke_body" else None
+        extra = None if workload.key.endswith("invoke_body") else _token_headers(14)
         return _fixed(_claude_body(14), extra)
     if workload.operation == "Converse":
         return _fixed(_CONVERSE_BODY)
@@ -374,3 +374,104 @@ def make_segmented_call(
 def invoke_request_body() -> bytes:
     """The InvokeModel request body every workload sends (pre-count counts it too)."""
     return _INVOKE_REQUEST
+
+
+# -- aiobotocore: the same canned responses, awaited ------------------------------------------
+class _CannedAioContent:
+    """Enough of aiohttp's ``StreamReader`` for aiobotocore: ``read``, ``at_eof``,
+    ``iter_chunks``."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: CannedRaw) -> None:
+        self._raw = raw
+
+    async def read(self, amt: int = -1) -> bytes:
+        return self._raw.read(None if amt is None or amt < 0 else amt)
+
+    def at_eof(self) -> bool:
+        return False
+
+    async def iter_chunks(self) -> Any:
+        for chunk in self._raw.stream():
+            yield chunk, True
+
+
+class CannedAioRaw:
+    """Enough of aiohttp's ``ClientResponse`` for aiobotocore's bodies and event streams."""
+
+    __slots__ = ("_raw", "content", "url")
+
+    def __init__(self, raw: CannedRaw) -> None:
+        self._raw = raw
+        self.content = _CannedAioContent(raw)
+        self.url = "https://bedrock-runtime.us-east-1.amazonaws.com/"
+
+    async def read(self) -> bytes:
+        return self._raw.read()
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def release(self) -> None:
+        self._raw.close()
+
+
+AioResponder = Callable[[], Any]
+
+
+def aio_responder_for(workload: Workload) -> AioResponder:
+    """``responder_for``'s response as aiobotocore's ``AioAWSResponse``."""
+    from aiobotocore.awsrequest import AioAWSResponse
+
+    sync = responder_for(workload)
+
+    def respond() -> Any:
+        made = sync()
+        return AioAWSResponse(made.url, made.status_code, made.headers, CannedAioRaw(made.raw))
+
+    return respond
+
+
+def make_aio_call(client: Any, workload: Workload) -> Callable[[], Any]:
+    """``make_call`` for an aiobotocore client: a coroutine function doing one call."""
+    op = workload.operation
+    if op == "InvokeModel":
+        body = _INVOKE_REQUEST_LARGE if workload.key.endswith("invoke_large") else _INVOKE_REQUEST
+
+        async def invoke() -> None:
+            response = await client.invoke_model(modelId=MODEL_ID, body=body)
+            await response["body"].read()
+        return invoke
+    if op == "Converse":
+        async def converse() -> None:
+            await client.converse(**_CONVERSE_REQUEST)
+        return converse
+    if op == "InvokeModelWithResponseStream":
+        async def invoke_stream() -> None:
+            response = await client.invoke_model_with_response_stream(
+                modelId=MODEL_ID, body=_INVOKE_REQUEST)
+            async for _ in response["body"]:
+                pass
+        return invoke_stream
+    if op == "ConverseStream":
+        async def converse_stream() -> None:
+            response = await client.converse_stream(**_CONVERSE_REQUEST)
+            async for _ in response["stream"]:
+                pass
+        return converse_stream
+    raise ValueError(f"no async workload for {op}")
+
+
+# aiobotocore workloads: key prefix "aio_", the sync workload's shape otherwise.
+AIO_PREFIX = "aio_"
+
+
+def aio_workloads(short: dict[str, int], medium: int = 1000) -> tuple[Workload, ...]:
+    found = [Workload(AIO_PREFIX + w.key, "aiobotocore " + w.title, w.operation)
+             for w in NON_STREAMED if w.key in ("invoke_headers", "invoke_body", "converse")]
+    for op in STREAM_OPERATIONS:
+        for events in (short[op], medium):
+            w = stream_workload(op, events)
+            found.append(Workload(AIO_PREFIX + w.key, "aiobotocore " + w.title, op, w.events))
+    return tuple(found)

@@ -4,6 +4,8 @@ Every configuration runs with the same SDK set-up (``providers``): a tracer prov
 SimpleSpanProcessor and an in-memory exporter, and a meter provider with an in-memory reader,
 installed globally and also passed to ``instrument()``, so what differs between two processes
 is only the instrumentation. Message-content capture is off everywhere (``CONTENT_OFF_ENV``).
+The ``*-sampled-out`` configurations give the tracer provider the ALWAYS_OFF sampler: no span
+is recorded, every metric point still is (how most production services run).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from opentelemetry import metrics, trace
 
@@ -45,9 +48,9 @@ class Providers:
     reader: InMemoryMetricReader
 
 
-def providers() -> Providers:
+def providers(sampled_out: bool = False) -> Providers:
     exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
+    tracer_provider = TracerProvider(sampler=ALWAYS_OFF) if sampled_out else TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
@@ -111,6 +114,9 @@ class Config:
     distribution: Optional[str] = None  # whose version the report shows
     options: tuple[tuple[str, Any], ...] = ()  # instrument() keywords (ours only)
     peer: bool = False
+    sampled_out: bool = False  # tracer provider with the ALWAYS_OFF sampler
+    streams_only: bool = False  # measured on the stream workloads only
+    aio: bool = True  # measured on the aiobotocore workloads too (when it is installed)
 
     def missing(self) -> list[str]:
         return [m for m in self.needs if importlib.util.find_spec(m) is None]
@@ -124,10 +130,18 @@ CONFIGS: tuple[Config, ...] = (
     Config("floor", "floor (benchmarks/floor.py)", _floor),
     Config("ours", "ours (BedrockTokensInstrumentor)", _ours, (_OURS,),
            "opentelemetry-instrumentation-bedrock-tokens"),
+    Config("floor-sampled-out", "floor, ALWAYS_OFF sampler", _floor, sampled_out=True),
+    Config("ours-sampled-out", "ours, ALWAYS_OFF sampler", _ours, (_OURS,),
+           sampled_out=True),
+    # What time_per_output_chunk costs per event: ours with it off, on the streams only.
+    Config("ours-no-chunk-timing", "ours, chunk_timing=False", _ours, (_OURS,),
+           options=(("chunk_timing", False),), streams_only=True, aio=False),
+    # contrib here is BotocoreInstrumentor, which covers botocore only (its separate
+    # AiobotocoreInstrumentor is not part of these configurations)
     Config("ours+contrib", "ours + contrib botocore", _ours_with_contrib, (_OURS, _CONTRIB),
-           "opentelemetry-instrumentation-botocore"),
+           "opentelemetry-instrumentation-botocore", aio=False),
     Config("contrib", "contrib botocore alone", _contrib, (_CONTRIB,),
-           "opentelemetry-instrumentation-botocore", peer=True),
+           "opentelemetry-instrumentation-botocore", peer=True, aio=False),
     Config("genai-bedrock", "opentelemetry-instrumentation-genai-bedrock", _genai_bedrock,
            ("opentelemetry.instrumentation.genai.bedrock",),
            "opentelemetry-instrumentation-genai-bedrock", peer=True),

@@ -2,6 +2,7 @@
 
     python benchmarks/profile_ours.py                 # stage timings (CPU µs, best of 7)
     python benchmarks/profile_ours.py --cprofile invoke_headers   # + cProfile, our frames
+    python benchmarks/profile_ours.py --sampled-out   # the same with the ALWAYS_OFF sampler
 
 Run it with the benchmark venv's interpreter (``benchmarks/.venv-peers/bin/python``) or any
 venv with the package and the SDK. Stages are timed in isolation on real objects: the handler
@@ -51,8 +52,8 @@ def cpu_us(fn: Callable[[], Any], loops: int = 2000, repeat: int = 7) -> float:
 
 
 class Bench:
-    def __init__(self) -> None:
-        self.p = configs.providers()
+    def __init__(self, sampled_out: bool = False) -> None:
+        self.p = configs.providers(sampled_out)
         configs.apply("ours", self.p)
         from opentelemetry.instrumentation.bedrock_tokens import patch
 
@@ -259,8 +260,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cprofile", metavar="WORKLOAD", help="also cProfile this workload")
     ap.add_argument("--calls", type=int, default=3000)
+    ap.add_argument("--sampled-out", action="store_true",
+                    help="tracer provider with the ALWAYS_OFF sampler (metrics still recorded)")
     args = ap.parse_args(argv)
-    b = Bench()
+    b = Bench(args.sampled_out)
     for name, value in b.primitives():
         print(f"{value:8.1f} µs  {name}")
     for key in ("invoke_headers", "invoke_body", "converse", "count_tokens"):

@@ -25,8 +25,17 @@ OURS = "ours"
 FLOOR = "floor"
 WITH_CONTRIB = "ours+contrib"
 CONTRIB = "contrib"
+FLOOR_OFF = "floor-sampled-out"
+OURS_OFF = "ours-sampled-out"
+NO_CHUNK = "ours-no-chunk-timing"
 STREAM_OPS = (("invoke_stream", "InvokeModelWithResponseStream"),
               ("converse_stream", "ConverseStream"))
+AIO = "aio_"  # aiobotocore workloads: the sync workload's key with this prefix
+AIO_STREAM_OPS = tuple((AIO + prefix, op) for prefix, op in STREAM_OPS)
+
+
+def _label(prefix: str, op: str) -> str:
+    return f"aiobotocore {op}" if prefix.startswith(AIO) else op
 BEDROCK_CALLS = ("invoke_headers", "invoke_body", "invoke_large", "converse", "count_tokens")
 
 
@@ -194,7 +203,9 @@ def _title(key: str, titles: dict[str, str]) -> str:
     if key in titles:
         return titles[key]
     prefix, events = key.split("@")
-    name = "InvokeModel stream" if prefix == "invoke_stream" else "ConverseStream"
+    name = "InvokeModel stream" if prefix.endswith("invoke_stream") else "ConverseStream"
+    if prefix.startswith(AIO):
+        name = "aiobotocore " + name
     return f"{name}, {int(events):,} events"
 
 
@@ -292,8 +303,33 @@ def _cheapest_peer(res: Any, s: Stats, key: str, peers: Sequence[str]
     return best
 
 
+def _cheapest_peer_fixed(res: Any, st: Streams, prefix: str, op: str, peers: Sequence[str]
+                         ) -> tuple[Optional[str], Optional[float]]:
+    best: tuple[Optional[str], Optional[float]] = (None, None)
+    for peer in peers:
+        if not _records(res, peer, f"{prefix}@{st.short.get(op)}"):
+            continue
+        found = st.fixed(peer, prefix, op)
+        if found is not None and (best[1] is None or found < best[1]):
+            best = (peer, found)
+    return best
+
+
 def _verdict(ok: Optional[bool]) -> str:
     return "n/a" if ok is None else ("met" if ok else "**not met**")
+
+
+def _points_recorded(res: Any, config: str, key: str) -> bool:
+    """Whether the probe saw this configuration record any metric point for this workload
+    (what a sampled-out configuration still records)."""
+    found = res.probe.get(config, {}).get(_probe_key(res, key))
+    return bool(found and not found.get("error") and sum(found.get("points", {}).values()))
+
+
+def _checked(res: Any, key: str, ok: bool, *configs: str) -> str:
+    """A verdict, unless one of ``configs`` recorded nothing for the workload."""
+    silent = [c for c in configs if not _points_recorded(res, c, key)]
+    return f"n/a ({', '.join(silent)} recorded nothing)" if silent else _verdict(ok)
 
 
 def _targets_section(res: Any, s: Stats, st: Streams, main: Sequence[str],
@@ -305,30 +341,60 @@ def _targets_section(res: Any, s: Stats, st: Streams, main: Sequence[str],
         return found[0] if found else None
 
     if OURS in main:
-        for key in ("invoke_headers", "invoke_body", "invoke_large", "converse"):
+        for key in ("invoke_headers", "invoke_body", "invoke_large", "converse",
+                    AIO + "invoke_headers", AIO + "invoke_body", AIO + "converse"):
             ours, floor = a(OURS, key), a(FLOOR, key)
             if ours is not None and floor is not None:
                 rows.append((f"{key}: ours ≤ 1.2 x floor (added µs)",
                              f"{us(ours)} vs {us(floor)} → {times(ours, floor)}",
-                             _verdict(ours <= 1.2 * floor)))
+                             _checked(res, key, ours <= 1.2 * floor, OURS, FLOOR)))
             peer, cheapest = _cheapest_peer(res, s, key, peers)
             if ours is not None and cheapest is not None:
                 rows.append((f"{key}: ours ≤ 0.8 x cheapest peer",
                              f"{us(ours)} vs {us(cheapest)} ({peer}) → "
-                             f"{times(ours, cheapest)}", _verdict(ours <= 0.8 * cheapest)))
-        for prefix, op in STREAM_OPS:
+                             f"{times(ours, cheapest)}",
+                             _checked(res, key, ours <= 0.8 * cheapest, OURS)))
+            off, floor_off = a(OURS_OFF, key), a(FLOOR_OFF, key)
+            if off is not None and floor_off is not None:
+                rows.append((f"{key}, sampled out: ours ≤ 1.2 x floor (added µs)",
+                             f"{us(off)} vs {us(floor_off)} → {times(off, floor_off)}",
+                             _checked(res, key, off <= 1.2 * floor_off, OURS_OFF, FLOOR_OFF)))
+        for prefix, op in STREAM_OPS + AIO_STREAM_OPS:
+            label = _label(prefix, op)
             ours, floor = st.fixed(OURS, prefix, op), st.fixed(FLOOR, prefix, op)
+            short_key = st.key(prefix, st.short[op])
             if ours is not None and floor is not None:
-                rows.append((f"{op}: fixed cost ours ≤ 1.2 x floor",
+                rows.append((f"{label}: fixed cost ours ≤ 1.2 x floor",
                              f"{us(ours)} vs {us(floor)} → {times(ours, floor)}",
-                             _verdict(ours <= 1.2 * floor)))
+                             _checked(res, short_key, ours <= 1.2 * floor, OURS, FLOOR)))
+            off, floor_off = st.fixed(OURS_OFF, prefix, op), st.fixed(FLOOR_OFF, prefix, op)
+            if off is not None and floor_off is not None:
+                rows.append((f"{label}, sampled out: fixed cost ours ≤ 1.2 x floor",
+                             f"{us(off)} vs {us(floor_off)} → {times(off, floor_off)}",
+                             _checked(res, short_key, off <= 1.2 * floor_off,
+                                      OURS_OFF, FLOOR_OFF)))
+            peer, cheapest = _cheapest_peer_fixed(res, st, prefix, op, peers)
+            if ours is not None and cheapest is not None:
+                rows.append((f"{label}: fixed cost ours ≤ 0.8 x cheapest peer's",
+                             f"{us(ours)} vs {us(cheapest)} ({peer}) → "
+                             f"{times(ours, cheapest)}",
+                             _checked(res, short_key, ours <= 0.8 * cheapest, OURS)))
             medium = st.per_event(OURS, prefix, op, st.medium)
             if medium is not None:
-                rows.append((f"{op}: ≤ 1 µs added per event ({st.medium:,} events, "
+                rows.append((f"{label}: ≤ 1 µs added per event ({st.medium:,} events, "
                              f"{len(s.values(OURS, st.key(prefix, st.medium)))} values)",
                              f"{_per_event_cell(medium)} µs (floor "
                              f"{_per_event_cell(st.per_event(FLOOR, prefix, op, st.medium))})",
                              _verdict(medium <= 1e-6)))
+            bare = st.per_event(NO_CHUNK, prefix, op, st.medium)
+            if bare is not None:
+                rows.append((f"{label}: ≤ 1 µs added per event, time_per_output_chunk off "
+                             f"({NO_CHUNK})", f"{_per_event_cell(bare)} µs",
+                             _verdict(bare <= 1e-6)))
+                if medium is not None:
+                    rows.append((f"{label}: what time_per_output_chunk adds per event "
+                                 "(ours minus ours with it off; information)",
+                                 f"{_per_event_cell(medium - bare)} µs", "n/a"))
             longer = [n for n in st.lengths(prefix) if n > st.medium]
             cells, ok = [], True
             for events in longer:
@@ -339,14 +405,14 @@ def _targets_section(res: Any, s: Stats, st: Streams, main: Sequence[str],
                 cells.append(f"{_per_event_cell(pe)} @ {events:,} (floor ±{noise * 1e6:.2f})")
                 ok = ok and pe <= 1e-6 + noise
             if cells:
-                rows.append((f"{op}: ≤ 1 µs added per event at longer lengths (marginal cost; "
+                rows.append((f"{label}: ≤ 1 µs added per event at longer lengths (marginal cost; "
                              "allowing the floor's deviation from zero as noise)",
                              "; ".join(cells), _verdict(ok)))
             mem = res.memory.get(OURS, {}).get(f"{prefix}@{res.meta.get('memory_events')}")
             base = res.memory.get(BASE, {}).get(f"{prefix}@{res.meta.get('memory_events')}")
             if mem and base:
                 delta = mem["tracemalloc_peak"] - base["tracemalloc_peak"]
-                rows.append((f"{op}: tracemalloc peak within 256 KiB of uninstrumented "
+                rows.append((f"{label}: tracemalloc peak within 256 KiB of uninstrumented "
                              f"({res.meta.get('memory_events'):,} events)",
                              f"{delta / 1024:+.1f} KiB", _verdict(delta <= 256 * 1024)))
     if WITH_CONTRIB in main and OURS in main and CONTRIB in main:
@@ -382,8 +448,12 @@ def _calls_section(res: Any, s: Stats, main: Sequence[str], peers: Sequence[str]
                    titles: dict[str, str]) -> str:
     short = res.meta.get("short_events", {})
     keys = [k for k in titles if not k.startswith("lb_")]
+    medium = res.meta.get('plan', {}).get('medium_events', 1000)
     keys += [f"{p}@{n}" for (p, _), n in zip(STREAM_OPS, short.values())]
-    keys += [f"{p}@{res.meta.get('plan', {}).get('medium_events', 1000)}" for p, _ in STREAM_OPS]
+    keys += [f"{p}@{medium}" for p, _ in STREAM_OPS]
+    keys += [f"{p}@{n}" for (p, _), n in zip(AIO_STREAM_OPS, short.values())]
+    keys += [f"{p}@{medium}" for p, _ in AIO_STREAM_OPS]
+    keys = [k for k in keys if any(s.values(c, k) for c in main)]
 
     def title(key: str) -> str:
         return _title(key, titles)
@@ -407,11 +477,17 @@ def _calls_section(res: Any, s: Stats, main: Sequence[str], peers: Sequence[str]
             if other in peers and not _records(res, other, key):
                 cell += " (records nothing)" if cell != "n/a" else ""
             row.append(cell)
+        if OURS_OFF in main and FLOOR_OFF in main:
+            off, floor_off = s.added(OURS_OFF, key), s.added(FLOOR_OFF, key)
+            row.append(ratio(off[0] if off else None, floor_off[0] if floor_off else None))
         rows.append(row)
     parts.append("\nRatios of added cost, ours / other (below 1: ours is cheaper). A peer that "
                  "records no tokens for a workload is cheap for the wrong reason; see the "
                  "probe table.\n")
-    parts.append(table(["workload", *(f"ours / {c}" for c in ratio_cols)], rows))
+    header = ["workload", *(f"ours / {c}" for c in ratio_cols)]
+    if OURS_OFF in main and FLOOR_OFF in main:
+        header.append("sampled out: ours / floor")
+    parts.append(table(header, rows))
     return "\n".join(parts) + "\n"
 
 
@@ -425,18 +501,22 @@ def _streams_section(res: Any, s: Stats, st: Streams, main: Sequence[str]) -> st
              "the stream minus uninstrumented's, so a cost that grows with the stream's length "
              "shows as a figure that rises with N. µs per event; the uninstrumented row is "
              "botocore's own cost per event.\n"]
-    for prefix, op in STREAM_OPS:
+    for prefix, op in STREAM_OPS + AIO_STREAM_OPS:
         lengths = [n for n in st.lengths(prefix) if n != st.short.get(op)]
+        if not lengths:
+            continue
         header = ["configuration", "fixed, µs", *(f"per event @ {n:,}" for n in lengths)]
         rows = []
         base = st.base_per_event(prefix, op)
         rows.append([BASE, "n/a", *(
             us(base) if n == st.medium else us(st.tail(BASE, prefix, n)) for n in lengths)])
         for config in main[1:]:
+            if not s.values(config, st.key(prefix, st.short[op])):
+                continue
             rows.append([config, us(st.fixed(config, prefix, op), True),
                          *(_per_event_cell(st.per_event(config, prefix, op, n))
                            for n in lengths)])
-        parts.append(f"\n### {op} (short stream: {st.short.get(op)} events)\n")
+        parts.append(f"\n### {_label(prefix, op)} (short stream: {st.short.get(op)} events)\n")
         parts.append(table(header, rows))
     return "\n".join(parts) + "\n"
 
@@ -534,7 +614,9 @@ def _precount_section(res: Any, s: Stats) -> str:
 def _probe_section(res: Any, main: Sequence[str], titles: dict[str, str],
                    short: dict[str, int]) -> str:
     keys = [k for k in titles if not k.startswith("lb_")]
-    keys += [f"{p}@{n}" for (p, _), n in zip(STREAM_OPS, short.values())]
+    keys += [f"{p}@{n}" for (p, _), n in zip(STREAM_OPS + AIO_STREAM_OPS,
+                                             [*short.values(), *short.values()])]
+    keys = [k for k in keys if any(k in res.probe.get(c, {}) for c in main)]
     rows = []
     for key in keys:
         row = [_title(key, titles)]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -298,18 +299,34 @@ def run(plan: Plan, only: Optional[set[str]], skip: set[str], log: Any,
     streams = [canned.stream_workload(op, n).key for op in canned.STREAM_OPERATIONS
                for n in (short[op], plan.medium_events)]
     calls = [w.key for w in canned.NON_STREAMED] + streams
+    # aiobotocore: the same workloads awaited (streams at the short and the medium length).
+    aio: list[canned.Workload] = []
+    if importlib.util.find_spec("aiobotocore") is not None:
+        aio = list(canned.aio_workloads(short, plan.medium_events))
+    else:
+        res.notes.append("aiobotocore workloads not measured: aiobotocore is not installed.")
+    calls += [w.key for w in aio]
     res.meta["short_events"] = short
     res.meta["titles"] = {w.key: w.title for w in canned.NON_STREAMED}
     res.meta["titles"].update({w.key: w.title for w in loopback.WORKLOADS})
+    res.meta["titles"].update({w.key: w.title for w in aio if not w.streamed})
     res.meta["configs"] = {c.name: c.title for c in configs.CONFIGS + configs.PRECOUNT_CONFIGS}
     res.meta["peers"] = [c.name for c in configs.CONFIGS if c.peer]
+
+    def only_for(name: str, keys: Sequence[str]) -> list[str]:
+        """A streams-only configuration runs the stream workloads alone; one that does not
+        instrument aiobotocore skips its workloads."""
+        config = configs.BY_NAME[name]
+        return [k for k in keys if (not config.streams_only or "stream" in k)
+                and (config.aio or not k.startswith(canned.AIO_PREFIX))]
 
     # 1. What each configuration records (and whether it runs at all).
     log("probe: what each configuration records")
     probe_keys = [w.key for w in canned.NON_STREAMED] + [
-        canned.stream_workload(op, short[op]).key for op in canned.STREAM_OPERATIONS]
+        canned.stream_workload(op, short[op]).key for op in canned.STREAM_OPERATIONS] + [
+        w.key for w in aio if w.events in (0, *short.values())]
     for name in list(names):
-        data = runner.worker(name, "probe", probe_keys, 0)
+        data = runner.worker(name, "probe", only_for(name, probe_keys), 0)
         if data is None:
             res.unavailable[name] = "the worker failed (see failures)"
             names.remove(name)
@@ -324,7 +341,7 @@ def run(plan: Plan, only: Optional[set[str]], skip: set[str], log: Any,
         for r in range(plan.rounds):
             progress(f"calls, round {r + 1}/{plan.rounds}")
             for name in _rotate(names, r):
-                runner.worker(name, "calls", calls, r)
+                runner.worker(name, "calls", only_for(name, calls), r)
 
     # 3. Long streams: fewer rounds, one value each.
     if "long" not in skip:
@@ -369,7 +386,8 @@ def run(plan: Plan, only: Optional[set[str]], skip: set[str], log: Any,
                 for r in range(plan.loopback_rounds):
                     progress(f"loopback, round {r + 1}/{plan.loopback_rounds}")
                     for name in _rotate(names, r):
-                        runner.worker(name, "loopback", lb_keys, r, extra=endpoint)
+                        runner.worker(name, "loopback", only_for(name, lb_keys), r,
+                                      extra=endpoint)
             if "precount" not in skip:
                 base = [n for n in ("uninstrumented", "ours") if n in names]
                 if not precount:

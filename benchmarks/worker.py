@@ -48,9 +48,33 @@ def _client(service: str, **kwargs: Any) -> Any:
 
 
 def in_process_call(workload: canned.Workload) -> Call:
+    if workload.key.startswith(canned.AIO_PREFIX):
+        return _aio_call(workload)
     client = _client(workload.service)
     canned.install(client, workload.operation, canned.responder_for(workload))
     return canned.make_call(client, workload)
+
+
+_loop: Any = None
+
+
+def _aio_call(workload: canned.Workload) -> Call:
+    """An aiobotocore call, run to completion on this process's one event loop (the loop's
+    own cost per call is the same in every configuration)."""
+    import asyncio
+
+    from aiobotocore.session import get_session
+
+    global _loop
+    if _loop is None:
+        _loop = asyncio.new_event_loop()
+    loop = _loop
+    # Created after instrument(): one peer patches clients only at creation.
+    context = get_session().create_client("bedrock-runtime", region_name=canned.REGION)
+    client = loop.run_until_complete(context.__aenter__())
+    canned.install(client, workload.operation, canned.aio_responder_for(workload))
+    call = canned.make_aio_call(client, workload)
+    return lambda: loop.run_until_complete(call())
 
 
 # -- timing ---------------------------------------------------------------------------------------
@@ -174,12 +198,17 @@ def _workloads(keys: Sequence[str]) -> list[canned.Workload]:
     found = []
     by_key = {w.key: w for w in canned.NON_STREAMED}
     for key in keys:
-        if key in by_key:
-            found.append(by_key[key])
+        aio = key.startswith(canned.AIO_PREFIX)
+        base = key[len(canned.AIO_PREFIX):] if aio else key
+        if base in by_key:
+            w = by_key[base]
         else:
-            short, _, events = key.partition("@")
+            short, _, events = base.partition("@")
             op = ("InvokeModelWithResponseStream" if short == "invoke_stream" else "ConverseStream")
-            found.append(canned.stream_workload(op, int(events)))
+            w = canned.stream_workload(op, int(events))
+        if aio:
+            w = canned.Workload(key, "aiobotocore " + w.title, w.operation, w.events)
+        found.append(w)
     return found
 
 
@@ -196,7 +225,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
 
-    p = configs.providers()
+    p = configs.providers(configs.BY_NAME[args.config].sampled_out)
     configs.apply(args.config, p)
     keys = [k for k in args.workloads.split(",") if k]
     out: dict[str, Any] = {"config": args.config, "task": args.task, "pid": os.getpid()}

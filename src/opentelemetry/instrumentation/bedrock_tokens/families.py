@@ -359,22 +359,41 @@ _FLOAT_ATTRS = frozenset(
 AttrValue = Union[str, bool, int, float, tuple[str, ...]]
 
 
+_SEQUENCE, _FLOAT, _COUNT = 0, 1, 2
+# Per attribute: its kind and its paths as (first key, rest of the path): most bodies lack the
+# first key of most paths, and one dict lookup tells.
+_REQUEST_TABLE: tuple[tuple[str, int, tuple[tuple[str, Path], ...]], ...] = tuple(
+    (
+        name,
+        _SEQUENCE if name == names.GEN_AI_REQUEST_STOP_SEQUENCES
+        else _FLOAT if name in _FLOAT_ATTRS else _COUNT,
+        tuple((str(path[0]), path[1:]) for path in paths),
+    )
+    for name, paths in _REQUEST_PATHS
+)
+
+
 def request_attributes(body: Any) -> dict[str, AttrValue]:
     """Request parameters (max tokens, temperature, ...) from an InvokeModel or Converse body."""
     attrs: dict[str, AttrValue] = {}
     if not isinstance(body, Mapping):
         return attrs
-    for name, paths in _REQUEST_PATHS:
-        for path in paths:
-            value = _get(body, path)
+    get = body.get if isinstance(body, dict) else None
+    for name, kind, paths in _REQUEST_TABLE:
+        for head, rest in paths:
+            value = get(head, _MISSING) if get is not None else _get(body, (head,))
             if value is _MISSING:
                 continue
-            if name == names.GEN_AI_REQUEST_STOP_SEQUENCES:
+            if rest:
+                value = _get(value, rest)
+                if value is _MISSING:
+                    continue
+            if kind == _SEQUENCE:
                 if isinstance(value, str):
                     attrs[name] = (value,)
                 elif isinstance(value, list) and all(isinstance(s, str) for s in value):
                     attrs[name] = tuple(value)
-            elif name in _FLOAT_ATTRS:
+            elif kind == _FLOAT:
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     attrs[name] = float(value)
             else:

@@ -40,6 +40,16 @@ class MetricAttributes(NamedTuple):
     input: Attributes  # v1.41: gen_ai.token.type=input; latest: gen_ai.token.modality
     output: Attributes
     duration: Histogram
+    # base + error.type, per error type seen (bounded): built once like the others
+    errors: dict[str, Attributes]
+
+    def with_error(self, error_type: str) -> Attributes:
+        found = self.errors.get(error_type)
+        if found is None:
+            found = {**(self.base or {}), names.ERROR_TYPE: error_type}
+            if len(self.errors) < 64:
+                self.errors[error_type] = found
+        return found
 
 
 class Telemetry:
@@ -97,6 +107,7 @@ class Telemetry:
                 description="Number of input and output tokens used.",
                 explicit_bucket_boundaries_advisory=names.TOKEN_BUCKETS,
             )
+            self._token_record = self.token_usage.record  # bound once, not per call
             self.record_usage = self._usage_by_type
         else:
             def counter(name: str, description: str) -> Any:
@@ -157,9 +168,9 @@ class Telemetry:
     ) -> None:
         # v1.41: cache tokens have no token type; they are span attributes only
         if input_tokens is not None:
-            self.token_usage.record(input_tokens, attrs.input)
+            self._token_record(input_tokens, attrs.input)
         if output_tokens is not None:
-            self.token_usage.record(output_tokens, attrs.output)
+            self._token_record(output_tokens, attrs.output)
 
     def _usage_by_direction(
         self, input_tokens: Optional[int], output_tokens: Optional[int],
@@ -184,7 +195,7 @@ class Telemetry:
         """The attribute sets of one distinct key, built once.
 
         Limited to the convention's attributes so cardinality stays bounded. The dicts are
-        shared: nobody may mutate them (errors get a fresh dict).
+        shared: nobody may mutate them.
         """
         key = (operation, model, address, port)
         found = self._attrs.get(key)
@@ -207,10 +218,11 @@ class Telemetry:
                     {**base, names.GEN_AI_TOKEN_TYPE: names.TOKEN_TYPE_INPUT},
                     {**base, names.GEN_AI_TOKEN_TYPE: names.TOKEN_TYPE_OUTPUT},
                     duration,
+                    {},
                 )
             else:
                 modality = {**base, names.GEN_AI_TOKEN_MODALITY: names.TOKEN_MODALITY_UNKNOWN}
-                found = MetricAttributes(base, modality, modality, duration)
+                found = MetricAttributes(base, modality, modality, duration, {})
             if len(self._attrs) < 4096:  # bounded, whatever model ids users send
                 self._attrs[key] = found
         return found

@@ -1,0 +1,144 @@
+"""Sampling decides what the span gets, never what the metrics get.
+
+The same calls (every operation, counts from headers and from the body, a failed call, a
+stream that fails mid-way, a stream closed early) run twice against the emulator: once with a
+tracer provider that records every span, once with the ALWAYS_OFF sampler. The metric points
+must be the same: the same metrics, attribute sets and recording counts, and the same token
+sums (durations differ in value only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Optional
+
+import pytest
+from botocore.exceptions import ClientError, EventStreamError
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+from opentelemetry.instrumentation.bedrock_tokens import BedrockTokensInstrumentor, names
+from opentelemetry.instrumentation.bedrock_tokens.emulator import Scenario
+from opentelemetry.instrumentation.bedrock_tokens.pytest_plugin import BedrockTelemetry
+
+from .helpers import body_for, converse_messages
+
+CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
+NOVA = "amazon.nova-micro-v1:0"
+# Metrics whose recorded values depend on the call's timing, not on what it returned.
+_TIMED = {"s"}
+
+
+def _calls(client: Any, emulator: Any) -> None:
+    """One of each: what a sampled-out call still has to record."""
+    client.invoke_model(modelId=CLAUDE, body=body_for(CLAUDE))["body"].read()
+    emulator.set_scenario(Scenario(omit_token_headers=True))
+    client.invoke_model(modelId=CLAUDE, body=body_for(CLAUDE))["body"].read()
+    emulator.set_scenario(None)
+    client.invoke_model(modelId=NOVA, body=body_for(NOVA))  # body never read by the user
+    client.converse(modelId=NOVA, messages=converse_messages())
+    client.count_tokens(modelId=CLAUDE, input={"converse": {"messages": converse_messages()}})
+    for _ in client.invoke_model_with_response_stream(modelId=CLAUDE, body=body_for(CLAUDE))[
+        "body"
+    ]:
+        pass
+    for _ in client.converse_stream(modelId=NOVA, messages=converse_messages())["stream"]:
+        pass
+    stream = client.converse_stream(modelId=NOVA, messages=converse_messages())["stream"]
+    next(iter(stream))
+    stream.close()  # ended early by the user
+    emulator.set_scenario(Scenario(error_status=429))
+    with pytest.raises(ClientError):
+        client.converse(modelId=NOVA, messages=converse_messages())
+    emulator.set_scenario(
+        Scenario(stream_exception="throttlingException", stream_exception_after=2)
+    )
+    with pytest.raises(EventStreamError):
+        for _ in client.converse_stream(modelId=NOVA, messages=converse_messages())["stream"]:
+            pass
+    emulator.set_scenario(None)
+
+
+def _points(telemetry: BedrockTelemetry) -> dict[tuple[str, frozenset[Any]], tuple[Any, ...]]:
+    """Every metric point: (name, attributes) -> (recordings, value sum unless timed)."""
+    found: dict[tuple[str, frozenset[Any]], tuple[Any, ...]] = {}
+    data = telemetry.metric_reader.get_metrics_data()
+    for rm in data.resource_metrics if data is not None else ():
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                for point in metric.data.data_points:
+                    key = (metric.name, frozenset((point.attributes or {}).items()))
+                    count = getattr(point, "count", None)
+                    value: Optional[float] = (
+                        None if metric.unit in _TIMED
+                        else getattr(point, "sum", getattr(point, "value", None))
+                    )
+                    found[key] = (count, value)
+    return found
+
+
+def _run(
+    sampled: bool, client: Any, emulator: Any, **options: Any
+) -> tuple[BedrockTelemetry, dict[tuple[str, frozenset[Any]], tuple[Any, ...]]]:
+    telemetry = BedrockTelemetry()
+    if not sampled:
+        telemetry.tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
+        telemetry.tracer_provider.add_span_processor(
+            SimpleSpanProcessor(telemetry.span_exporter)
+        )
+    instrumentor = BedrockTokensInstrumentor()
+    instrumentor.instrument(
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+        **options,
+    )
+    try:
+        _calls(client, emulator)
+    finally:
+        instrumentor.uninstrument()
+    return telemetry, _points(telemetry)
+
+
+@pytest.fixture
+def both(bedrock_client: Any, bedrock_emulator: Any) -> Iterator[Any]:
+    made: list[BedrockTelemetry] = []
+
+    def run(**options: Any) -> tuple[Any, Any]:
+        on, on_points = _run(True, bedrock_client, bedrock_emulator, **options)
+        off, off_points = _run(False, bedrock_client, bedrock_emulator, **options)
+        made.extend((on, off))
+        # The premise: one run recorded spans, the other none.
+        assert len(on.spans()) == 10
+        assert off.spans() == []
+        return on_points, off_points
+
+    yield run
+    for telemetry in made:
+        telemetry.shutdown()
+
+
+@pytest.mark.parametrize("stability", ["", "gen_ai_latest_experimental"])
+def test_sampled_out_calls_record_the_same_metric_points(
+    both: Any, stability: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", stability)
+    on, off = both()
+    assert off == on
+    names_seen = {name for name, _ in on}
+    # What the calls must have produced, so that equality says something.
+    duration = (names.SCHEMA_LATEST if stability else names.SCHEMA_V1_41).inference_duration
+    assert duration in names_seen
+    assert any(
+        name == duration and (names.ERROR_TYPE, "ThrottlingException") in attrs
+        for name, attrs in on
+    )
+    time_per_chunk = (names.SCHEMA_LATEST if stability else names.SCHEMA_V1_41)
+    assert time_per_chunk.time_to_first_chunk in names_seen
+    assert time_per_chunk.time_per_output_chunk in names_seen
+
+
+def test_sampled_out_with_chunk_timing_off_and_content_on(both: Any) -> None:
+    on, off = both(chunk_timing=False, capture_content="SPAN_ONLY")
+    assert off == on
+    assert on
