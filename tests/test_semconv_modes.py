@@ -28,7 +28,14 @@ TOOLS = {"tools": [{"toolSpec": {"name": "get_weather", "description": "Weather 
 @pytest.fixture
 def logs() -> Iterator[Any]:
     from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+    from opentelemetry.sdk._logs import export as logs_export
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+
+    # The floor set's SDK (1.32.1) has neither the exporter's new name nor event names
+    InMemoryLogRecordExporter = getattr(logs_export, "InMemoryLogRecordExporter", None)
+    if InMemoryLogRecordExporter is None:
+        pytest.skip("opentelemetry-sdk before 1.33: log records have no event_name, which "
+                    "the content events need")
 
     exporter = InMemoryLogRecordExporter()
     provider = LoggerProvider()
