@@ -2,8 +2,8 @@
 
 The async methods (``achat``, ``astream_chat``...) need aioboto3, whose releases pin an
 aiobotocore (aioboto3 15.5: aiobotocore 2.25.1, botocore 1.40.x) older than the botocore the
-other frameworks here require, so one environment cannot hold them all: they have no rows
-here. The async path itself is tested with real aiobotocore in tests/test_async.py."""
+other frameworks here require: they are in test_llama_index_async.py, run in an environment
+of their own."""
 
 from __future__ import annotations
 
