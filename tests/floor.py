@@ -33,3 +33,18 @@ def needs_botocore_member(operation: str, *path: str) -> Any:
     return pytest.mark.skipif(
         not botocore_has(operation, *path),
         reason=f"botocore {botocore.__version__} has no {where} (older than the test needs)")
+
+
+def agent_runtime_shape_has(shape: str, member: str) -> bool:
+    """Whether botocore's bedrock-agent-runtime model's ``shape`` has ``member``."""
+    try:
+        model = botocore.session.get_session().get_service_model("bedrock-agent-runtime")
+        return member in model.shape_for(shape).members
+    except Exception:
+        return False
+
+
+needs_flow_node_dependency_trace = pytest.mark.skipif(
+    not agent_runtime_shape_has("FlowTrace", "nodeDependencyTrace"),
+    reason=f"botocore {botocore.__version__} has no FlowTrace.nodeDependencyTrace (the flow's "
+    "agent-node usage; older than the test needs)")

@@ -18,6 +18,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.instrumentation.bedrock_tokens import names
 from opentelemetry.instrumentation.bedrock_tokens.emulator import BedrockEmulator, Scenario
 
+from .floor import needs_flow_node_dependency_trace
 from .helpers import agent_trace_members
 
 AGENT = {"agentId": "AGENT12345", "agentAliasId": "ALIAS12345", "sessionId": "session-1"}
@@ -259,6 +260,7 @@ def test_inline_agent_and_return_control(
     assert steps[0].name == "chat amazon.nova-micro-v1:0"
 
 
+@needs_flow_node_dependency_trace
 def test_invoke_flow(
     instrumented: Any,
     bedrock_agent_client: Any,

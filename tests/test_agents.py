@@ -15,6 +15,8 @@ from opentelemetry.instrumentation.bedrock_tokens import agents, names
 from opentelemetry.instrumentation.bedrock_tokens.emulator import BedrockEmulator, Scenario
 from opentelemetry.instrumentation.bedrock_tokens.usage import Usage
 
+from .floor import needs_flow_node_dependency_trace
+
 AGENT = {"agentId": "AGENT12345", "agentAliasId": "ALIAS12345", "sessionId": "session-1"}
 
 
@@ -159,6 +161,7 @@ def test_guardrail_and_routing_traces_are_steps() -> None:
     assert collector.observe({"trace": {"trace": {"guardrailTrace": {"action": "NONE"}}}}) is None
 
 
+@needs_flow_node_dependency_trace
 def test_flow_agent_node_traces_are_steps(
     bedrock_agent_client: Any, bedrock_emulator: BedrockEmulator
 ) -> None:

@@ -19,6 +19,7 @@ from opentelemetry.instrumentation.bedrock_tokens.emulator import (
     count_text_tokens,
 )
 
+from ..floor import needs_flow_node_dependency_trace
 from ..helpers import agent_trace_members
 from .agent_shapes import check, check_stream, output_shape, shape
 from .support import raw_request
@@ -344,6 +345,7 @@ def test_usage_can_be_left_out_or_sent_as_floats(bedrock_emulator: BedrockEmulat
 # ---------------------------------------------------------------------------- flows
 
 
+@needs_flow_node_dependency_trace
 def test_invoke_flow(bedrock_agent_client: Any, bedrock_emulator: BedrockEmulator) -> None:
     body = {
         "inputs": [
