@@ -180,3 +180,34 @@ def test_long_values_are_truncated_and_key_lists_parsed() -> None:
     assert attribution.baggage_keys == ("tenant", "team")
     ctx = baggage.set_baggage("tenant", "x" * 1000)
     assert len(dict(attribution.extract({}, ctx).span)["baggage.tenant"]) == 256
+
+
+# -- the accountant ------------------------------------------------------------------------------
+def test_accountant_prices_burns_and_remembers_unpriced_models() -> None:
+    from opentelemetry.instrumentation.bedrock_tokens.costing import Accountant
+
+    table = PriceTable({"models": {SONNET4: {"input": 3.0, "output": 15.0}}})
+    accountant = Accountant(table)
+    got = accountant.account("us." + SONNET4, Usage(1000, 100, None, None, "converse"))
+    assert got.cost == pytest.approx((1000 * 3.0 + 100 * 15.0) / 1e6)
+    assert got.quota_tokens == 1000 + 100 * 5
+    other = accountant.account("amazon.nova-pro-v1:0", Usage(10, 10, None, None, "converse"))
+    assert other.cost is None and other.quota_tokens == 20
+    # known model, unknown tier: no cost, but the model is not "unpriced"
+    accountant.account(SONNET4, Usage(1, 1, None, None, "converse"), tier="flex")
+    assert accountant.unpriced_models() == ["amazon.nova-pro-v1:0"]
+    # without a price table: burn only, and nothing is "unpriced"
+    bare = Accountant(None)
+    assert bare.account(SONNET4, Usage(10, 10, None, None, "h")) == (None, 60)
+    assert bare.unpriced_models() == []
+
+
+def test_accountant_upper_bounds_for_the_precount_hook() -> None:
+    from opentelemetry.instrumentation.bedrock_tokens.costing import Accountant
+
+    table = PriceTable({"models": {SONNET4: {"input": 3.0, "output": 15.0}}})
+    got = Accountant(table).upper_bounds(SONNET4, 2000, 1000)
+    assert got.cost == pytest.approx((2000 * 3.0 + 1000 * 15.0) / 1e6)
+    assert got.quota_tokens == 2000 + 1000 * 5
+    assert Accountant(table).upper_bounds(SONNET4, 2000, None) == (None, None)
+    assert Accountant(None).upper_bounds(SONNET4, 2000, 10) == (None, 2050)
