@@ -10,6 +10,7 @@ from typing import Any, Optional
 import pytest
 
 from opentelemetry.instrumentation.bedrock_tokens import estimate, images
+from opentelemetry.instrumentation.bedrock_tokens.config import load_settings
 
 
 def _tokenizer_file(tmp_path: Path) -> str:
@@ -75,7 +76,7 @@ def test_bad_estimator_options_are_one_warning_each(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with caplog.at_level(logging.WARNING):
-        assert estimate.load_estimator("not callable", None) is None
+        assert load_settings({"estimator": "not callable"}, {}).estimator is None
         assert estimate.load_estimator(None, str(tmp_path / "missing.json")) is None
         monkeypatch.setitem(sys.modules, "tokenizers", None)  # not installed
         assert estimate.load_estimator(None, str(tmp_path / "t.json")) is None

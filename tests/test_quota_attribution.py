@@ -12,7 +12,6 @@ from opentelemetry.instrumentation.bedrock_tokens import names, quota, tiers
 from opentelemetry.instrumentation.bedrock_tokens.attribution import (
     Attribution,
     CardinalityGuard,
-    parse_key_list,
 )
 from opentelemetry.instrumentation.bedrock_tokens.pricing import PriceTable
 from opentelemetry.instrumentation.bedrock_tokens.usage import Usage
@@ -176,7 +175,7 @@ def test_cardinality_guard_holds_under_threads() -> None:
 
 
 def test_long_values_are_truncated_and_key_lists_parsed() -> None:
-    attribution = Attribution(baggage_keys=parse_key_list(" tenant, ,tenant,team "))
+    attribution = Attribution(baggage_keys=[" tenant", "", "tenant", "team "])
     assert attribution.baggage_keys == ("tenant", "team")
     ctx = baggage.set_baggage("tenant", "x" * 1000)
     assert len(dict(attribution.extract({}, ctx).span)["baggage.tenant"]) == 256
@@ -211,3 +210,37 @@ def test_accountant_upper_bounds_for_the_precount_hook() -> None:
     assert got.quota_tokens == 2000 + 1000 * 5
     assert Accountant(table).upper_bounds(SONNET4, 2000, None) == (None, None)
     assert Accountant(None).upper_bounds(SONNET4, 2000, 10) == (None, 2050)
+
+
+# -- settings ------------------------------------------------------------------------------------
+def test_cost_and_attribution_settings_from_keywords_and_environment() -> None:
+    from opentelemetry.instrumentation.bedrock_tokens.config import PREFIX, load_settings
+
+    table = {"models": {}}
+    got = load_settings({"prices": table, "request_metadata_keys": ["tenant", "feature"],
+                         "project_identifier": True}, {
+        PREFIX + "BAGGAGE_KEYS": "team, tenant,,team",
+        PREFIX + "RESOLVE_PROFILES": "true",
+        PREFIX + "RESOLVE_PROFILES_TIMEOUT": "0.2",
+        PREFIX + "ATTRIBUTION_MAX_VALUES": "7",
+    })
+    assert got.prices is table
+    assert got.request_metadata_keys == ("tenant", "feature")
+    assert got.baggage_keys == ("team", "tenant")
+    assert got.project_identifier and got.resolve_profiles
+    assert got.resolve_profiles_timeout == 0.2 and got.attribution_max_values == 7
+    assert load_settings({}, {PREFIX + "PRICES": " /tmp/p.json "}).prices == "/tmp/p.json"
+
+
+def test_invalid_cost_settings_fall_back_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from opentelemetry.instrumentation.bedrock_tokens.config import PREFIX, load_settings
+
+    with caplog.at_level("WARNING"):
+        got = load_settings({}, {PREFIX + "ATTRIBUTION_MAX_VALUES": "0",
+                                 PREFIX + "RESOLVE_PROFILES_TIMEOUT": "-1",
+                                 PREFIX + "PRICES": "  "})
+    assert got.attribution_max_values == 100 and got.resolve_profiles_timeout == 0.5
+    assert got.prices is None
+    assert len(caplog.records) == 3

@@ -73,11 +73,6 @@ def _parse_keys(keys: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def parse_key_list(raw: str) -> tuple[str, ...]:
-    """A comma-separated allowlist, as the settings give it."""
-    return _parse_keys(raw.split(","))
-
-
 class Attribution:
     """The allowlists of one ``instrument()`` and their cardinality guard."""
 

@@ -91,14 +91,13 @@ class TokenizerEstimator:
         return self.count(prompt), self.count(reply)
 
 
-def load_estimator(option: Any, tokenizer_path: Optional[str]) -> Optional[Estimator]:
-    """``instrument(estimator=...)`` wins; else a tokenizer file. Never raises: a bad option
-    is one warning and no estimator."""
+def load_estimator(
+    option: Optional[Estimator], tokenizer_path: Optional[str]
+) -> Optional[Estimator]:
+    """``instrument(estimator=...)`` (config checked it is callable) wins; else a tokenizer
+    file. Never raises: a file that cannot be used is one warning and no estimator."""
     if option is not None:
-        if callable(option):
-            return option  # type: ignore[no-any-return]
-        _logger.warning("bedrock-tokens: instrument(estimator=...) is not callable; ignoring it.")
-        return None
+        return option
     if not tokenizer_path:
         return None
     try:
