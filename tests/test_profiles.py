@@ -170,3 +170,35 @@ def test_base_model_of_answers() -> None:
     assert profiles.base_model_of({"models": []}) is None
     assert profiles.base_model_of({"models": [{"modelArn": 3}]}) is None
     assert profiles.base_model_of(None) is None
+
+
+# -- through real botocore, against the emulator's control-plane route ------------------------
+def test_resolution_with_the_callers_client_against_the_emulator(
+    bedrock_emulator: Any, bedrock_client: Any
+) -> None:
+    bedrock_emulator.register_alias(APP, "us." + HAIKU)
+    resolver = ProfileResolver(timeout=10.0)
+    assert resolver.resolve(bedrock_client, APP) == HAIKU
+    lookups = [r for r in bedrock_emulator.requests if r.operation == "GetInferenceProfile"]
+    assert [(r.method, r.model_id) for r in lookups] == [("GET", APP)]
+    assert lookups[0].headers.get("authorization", "").startswith("AWS4-HMAC-SHA256")
+    assert resolver.resolve(bedrock_client, APP) == HAIKU  # cached: no second request
+    assert len([r for r in bedrock_emulator.requests
+                if r.operation == "GetInferenceProfile"]) == 1
+
+
+def test_unknown_profile_and_access_denied_against_the_emulator(
+    bedrock_emulator: Any, bedrock_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from opentelemetry.instrumentation.bedrock_tokens.emulator import Scenario
+
+    resolver = ProfileResolver(timeout=10.0)
+    assert resolver.resolve(bedrock_client, APP) is None
+    assert not resolver.disabled
+    bedrock_emulator.register_alias(APP + "x", HAIKU)
+    bedrock_emulator.set_scenario(Scenario(error_status=403,
+                                           operations=("GetInferenceProfile",)))
+    with caplog.at_level(logging.WARNING):
+        assert resolver.resolve(bedrock_client, APP + "x") is None
+    assert resolver.disabled
+    assert "GetInferenceProfile was denied" in caplog.text

@@ -29,6 +29,7 @@ from .counting import (
 )
 from .families import EMBEDDING_FAMILIES, Turn, cache_capable, family_for
 from .modelids import ModelRef, parse_model_id
+from .profiles import PROFILE_PATH, profile_body
 from .recording import RecordedRequest, RequestLog
 from .reply import build_reply
 from .scenarios import SCENARIO_HEADER, Scenario, ScenarioBook
@@ -192,6 +193,9 @@ def _route(method: str, target: str) -> tuple[str, str]:
     path = urlsplit(target).path
     operation: Optional[str] = None
     encoded = ""
+    if path.startswith(PROFILE_PATH) and method == "GET":
+        # the bedrock control plane's GetInferenceProfile (profile resolution)
+        return "GetInferenceProfile", unquote(path[len(PROFILE_PATH):])
     if path.startswith("/model/"):
         encoded, sep, suffix = path[len("/model/") :].rpartition("/")
         operation = _OPERATIONS_BY_SUFFIX.get(suffix) if sep else None
@@ -228,6 +232,8 @@ def _dispatch(state: EmulatorState, incoming: Incoming, record: _Record) -> Outc
     injected = scenario.error
     if injected is not None:
         raise RequestError(*injected)
+    if operation == "GetInferenceProfile":
+        return _get_inference_profile(state, incoming, model_id)
     if operation == "CountTokens":
         return _count_tokens(state, incoming, record, scenario, model_id)
     if operation in ("Converse", "ConverseStream"):
@@ -236,6 +242,16 @@ def _dispatch(state: EmulatorState, incoming: Incoming, record: _Record) -> Outc
 
 
 _INVALID_MODEL = "The provided model identifier is invalid."
+
+
+def _get_inference_profile(state: EmulatorState, incoming: Incoming, identifier: str) -> Outcome:
+    body = profile_body(identifier, state.alias(identifier))
+    if body is None:
+        raise RequestError(
+            404, "ResourceNotFoundException", f"Inference profile {identifier} not found."
+        )
+    headers = [("Content-Type", "application/json"), ("x-amzn-RequestId", incoming.request_id)]
+    return Outcome(200, headers, json_bytes(body))
 
 
 def _resolve(state: EmulatorState, model_id: str) -> tuple[ModelRef, Optional[str]]:

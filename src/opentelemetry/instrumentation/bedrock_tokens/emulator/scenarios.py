@@ -36,6 +36,7 @@ OPERATIONS = (
     "Converse",
     "ConverseStream",
     "CountTokens",
+    "GetInferenceProfile",  # the bedrock control plane's, for profile resolution
 )
 
 # Modelled Bedrock Runtime errors and their HTTP status (service model 2023-09-30), plus the
