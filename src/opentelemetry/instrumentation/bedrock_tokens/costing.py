@@ -21,6 +21,7 @@ from .quota import burndown_rate, quota_burn, quota_burn_upper_bound
 from .usage import Usage
 
 _MAX_UNPRICED = 256
+_MAX_RATES = 4096
 
 
 class CallCost(NamedTuple):
@@ -36,10 +37,18 @@ class Accountant:
         self.prices = prices
         self._overrides = prices.burndown if prices is not None else ()
         self._unpriced: dict[str, None] = {}
+        self._rates: dict[tuple[str, Optional[str]], float] = {}
         self._lock = threading.Lock()
 
     def rate(self, model: str, resolved: Optional[str] = None) -> float:
-        return burndown_rate(model, resolved, self._overrides)
+        """The model's output burndown rate, matched once per distinct model."""
+        key = (model, resolved)
+        found = self._rates.get(key)
+        if found is None:
+            found = burndown_rate(model, resolved, self._overrides)
+            if len(self._rates) < _MAX_RATES:
+                self._rates[key] = found
+        return found
 
     def account(
         self,

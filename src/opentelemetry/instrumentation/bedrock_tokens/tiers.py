@@ -36,6 +36,11 @@ class TierInfo(NamedTuple):
 NO_TIER = TierInfo(None, None)
 
 
+def _info(tier: Any, latency: Any) -> TierInfo:
+    found = TierInfo(_bounded(tier, SERVICE_TIERS), _bounded(latency, LATENCY_MODES))
+    return NO_TIER if found == NO_TIER else found  # the shared constant says "nothing"
+
+
 def _bounded(value: Any, allowed: frozenset[str]) -> Optional[str]:
     if not isinstance(value, str) or not value:
         return None
@@ -56,7 +61,7 @@ def from_request(kind: str, params: Mapping[str, Any]) -> TierInfo:
         latency = _nested(params, "performanceConfig", "latency")
     else:
         return NO_TIER
-    return TierInfo(_bounded(tier, SERVICE_TIERS), _bounded(latency, LATENCY_MODES))
+    return _info(tier, latency)
 
 
 def from_invoke_response(result: Mapping[str, Any], headers: Mapping[str, Any]) -> TierInfo:
@@ -66,15 +71,12 @@ def from_invoke_response(result: Mapping[str, Any], headers: Mapping[str, Any]) 
         tier = headers.get(H_SERVICE_TIER)
     if latency is None:
         latency = headers.get(H_LATENCY)
-    return TierInfo(_bounded(tier, SERVICE_TIERS), _bounded(latency, LATENCY_MODES))
+    return _info(tier, latency)
 
 
 def from_converse_response(obj: Any) -> TierInfo:
     """A Converse result or a ConverseStream ``metadata`` event."""
-    return TierInfo(
-        _bounded(_nested(obj, "serviceTier", "type"), SERVICE_TIERS),
-        _bounded(_nested(obj, "performanceConfig", "latency"), LATENCY_MODES),
-    )
+    return _info(_nested(obj, "serviceTier", "type"), _nested(obj, "performanceConfig", "latency"))
 
 
 def effective_tier(request: TierInfo, response: TierInfo) -> Optional[str]:
