@@ -10,12 +10,15 @@ Settings (environment variables):
     BEDROCK_MODEL_ID      model or inference profile (default: Claude 3.5 Haiku, US profile)
     BEDROCK_ENDPOINT_URL  optional; e.g. http://127.0.0.1:8765 for `bedrock-tokens emulator`
                           (then any dummy AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY will do)
+    BEDROCK_APP_LINGER_SECONDS  optional; stay up this long after the calls, so that a
+                          pull-based backend (Prometheus) can scrape the final metrics
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 MODEL_ID = os.environ.get("BEDROCK_MODEL_ID", "us.anthropic.claude-3-5-haiku-20241022-v1:0")
@@ -67,6 +70,11 @@ def main() -> None:
 
     invoked = client.invoke_model(**invoke_request(QUESTIONS[2]))
     print("invoke_model:", json.loads(invoked["body"].read())["content"][0]["text"])
+
+    linger = float(os.environ.get("BEDROCK_APP_LINGER_SECONDS") or 0)
+    if linger > 0:
+        print(f"calls done; staying up {linger:g}s for scrapes", flush=True)
+        time.sleep(linger)
 
 
 if __name__ == "__main__":

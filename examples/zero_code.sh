@@ -11,7 +11,7 @@ set -eu
 export OTEL_SERVICE_NAME=bedrock-app
 export OTEL_TRACES_EXPORTER=otlp
 export OTEL_METRICS_EXPORTER=otlp
-# This instrumentation emits no log records; nothing to export.
+# No log records unless content events are asked for (EVENT_ONLY / SPAN_AND_EVENT).
 export OTEL_LOGS_EXPORTER=none
 # opentelemetry-distro defaults to gRPC; this example uses the HTTP/protobuf exporter.
 export OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf

@@ -383,7 +383,9 @@ def test_content_captured_on_opt_in(
     output = json.loads(attrs[names.GEN_AI_OUTPUT_MESSAGES])
     reply = "".join(b["text"] for b in result["output"]["message"]["content"])
     assert output[0]["parts"][0]["content"] == reply
-    assert output[0]["finish_reason"] == result["stopReason"]
+    # the schema's enum in the JSON; the raw reason stays in gen_ai.response.finish_reasons
+    assert result["stopReason"] == "end_turn" and output[0]["finish_reason"] == "stop"
+    assert attrs[names.GEN_AI_RESPONSE_FINISH_REASONS] == ("end_turn",)
 
 
 def test_suppressed_calls_are_not_traced(bedrock_client: Any, bedrock_telemetry: Any) -> None:

@@ -216,9 +216,9 @@ def test_collector_config_fans_out_to_both_backends() -> None:
     """No Collector binary here: check the config wires what the backends need."""
     text = (EXAMPLES / "collector.yaml").read_text()
     for needed in ("x-honeycomb-team", "x-honeycomb-dataset", "dd-api-key",
-                   "dd-otlp-source", "cumulativetodelta", "exporters: [otlp/honeycomb, "
-                   "otlphttp/datadog-traces]", "exporters: [otlphttp/datadog-metrics]",
-                   "processors: [cumulativetodelta, batch]", "endpoint: localhost:4318"):
+                   "dd-otlp-source", "cumulative_to_delta", "exporters: [otlp_http/honeycomb, "
+                   "otlp_http/datadog-traces]", "exporters: [otlp_http/datadog-metrics]",
+                   "processors: [cumulative_to_delta]", "endpoint: localhost:4318"):
         assert needed in text, needed
     assert "localhost:4318" in (EXAMPLES / "collector.sh").read_text()
 

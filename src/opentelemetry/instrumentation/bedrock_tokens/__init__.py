@@ -66,7 +66,14 @@ class BedrockTokensInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         from .telemetry import Telemetry
 
         settings = load_settings(kwargs)
-        telemetry = Telemetry(kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
+        telemetry = Telemetry(
+            kwargs.get("tracer_provider"),
+            kwargs.get("meter_provider"),
+            settings.schema,  # the convention in force, chosen once
+            kwargs.get("logger_provider"),
+            events=settings.content_events,
+            chunk_timing=settings.chunk_timing,
+        )
         precounter = None
         if settings.precount != "off":
             from .precount import make_precounter

@@ -137,7 +137,32 @@ def _add_demo(subparsers: Any) -> None:
     parser.set_defaults(handler=_cmd_demo)
 
 
+# What the demo imports beyond the package itself: (module, distribution).
+_DEMO_NEEDS = (("boto3", "boto3"), ("opentelemetry.sdk", "opentelemetry-sdk"),
+               ("opentelemetry.distro", "opentelemetry-distro"))
+
+
+def missing_for_demo() -> list[str]:
+    """Distributions the demo needs that are not installed."""
+    import importlib.util
+
+    missing = []
+    for module, dist in _DEMO_NEEDS:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(dist)
+    return missing
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
+    missing = missing_for_demo()
+    if missing:
+        print(f"bedrock-tokens demo needs {', '.join(missing)}: "
+              'pip install "opentelemetry-instrumentation-bedrock-tokens[demo]"', file=sys.stderr)
+        return 1
     from .demo import run
 
     return run(args)

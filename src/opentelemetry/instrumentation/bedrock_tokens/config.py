@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from . import names
+
 _logger = logging.getLogger(__name__)
 
 PREFIX = "OTEL_INSTRUMENTATION_BEDROCK_TOKENS_"
@@ -31,17 +33,21 @@ PrecountHook = Callable[..., None]
 class Settings:
     """The effective configuration. Immutable: a new one is built by each ``instrument()``."""
 
-    capture_content: bool = False
+    capture_content: bool = False  # content on the span
+    content_events: bool = False  # content in the gen_ai.client.inference.operation.details event
     content_max_length: int = 16384
     parse_response_body: bool = True
     emit_legacy_system: bool = False
     replace_contrib: bool = True
+    chunk_timing: bool = True
     precount: str = "off"
     precount_sample_ratio: float = 1.0
     precount_timeout: float = 0.25
     precount_workers: int = 2
     precount_queue_size: int = 64
     precount_hook: Optional[PrecountHook] = None
+    # OTEL_SEMCONV_STABILITY_OPT_IN contains gen_ai_latest_experimental
+    semconv_latest: bool = False
     # Cost and attribution (docs/cost.md)
     prices: Any = None  # a price table (mapping) or the path of one; loaded by pricing
     request_metadata_keys: tuple[str, ...] = ()
@@ -52,6 +58,14 @@ class Settings:
     resolve_profiles_timeout: float = 0.5
     estimator_tokenizer: Optional[str] = None
     estimator: Optional[Callable[..., Any]] = None
+
+    @property
+    def schema(self) -> names.Schema:
+        return names.SCHEMA_LATEST if self.semconv_latest else names.SCHEMA_V1_41
+
+    @property
+    def captures_content(self) -> bool:
+        return self.capture_content or self.content_events
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,17 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+# Below this a captured message list could not say it was truncated and still parse.
+MIN_CONTENT_LENGTH = 256
+
+
+def _content_length(raw: str) -> int:
+    value = int(raw)
+    if value < MIN_CONTENT_LENGTH:
+        raise ValueError(raw)
+    return value
+
+
 def _positive_int(raw: str) -> int:
     value = int(raw)
     if value < 1:
@@ -120,8 +145,9 @@ def _mode(raw: str) -> str:
 
 
 SETTINGS: tuple[_Spec, ...] = (
-    _Spec("content_max_length", _positive_int,
-          "Longest captured content attribute, in characters (content capture only)."),
+    _Spec("content_max_length", _content_length,
+          "Longest captured content attribute, in characters (content capture only; at "
+          f"least {MIN_CONTENT_LENGTH})."),
     _Spec("parse_response_body", _bool,
           "Read the InvokeModel response body for finish reasons and response id. With false, "
           "the body is untouched whenever the token headers carry the counts."),
@@ -130,6 +156,9 @@ SETTINGS: tuple[_Spec, ...] = (
     _Spec("replace_contrib", _bool,
           "Make the contrib botocore instrumentation step aside for the Bedrock operations this "
           "package traces, so each call has one GenAI span and one set of metrics."),
+    _Spec("chunk_timing", _bool,
+          "Record gen_ai.client.operation.time_per_output_chunk, one value per stream event "
+          "after the first (the SDK histogram call is most of the per-event cost)."),
     _Spec("precount", _mode,
           "Pre-count input tokens with CountTokens: off | blocking | background."),
     _Spec("precount_sample_ratio", _ratio, "Fraction of calls to pre-count, 0 to 1."),
@@ -160,20 +189,31 @@ SETTINGS: tuple[_Spec, ...] = (
 _DEFAULTS = Settings()
 
 
-def _parse_capture_content(raw: Optional[str]) -> bool:
+# (content on the span, content in the event) per accepted value
+_CAPTURE_MODES = {
+    "TRUE": (True, False), "SPAN_ONLY": (True, False), "SPAN_AND_EVENT": (True, True),
+    "EVENT_ONLY": (False, True), "FALSE": (False, False), "NO_CONTENT": (False, False),
+}
+
+
+def _parse_capture_content(raw: Optional[str], source: str) -> tuple[bool, bool]:
     """Accept both grammars in the field: ``true``/``false`` and the util-genai enum."""
     if raw is None or raw.strip() == "":
-        return False
-    value = raw.strip().upper()
-    if value in ("TRUE", "SPAN_ONLY", "SPAN_AND_EVENT"):
-        return True
-    if value in ("FALSE", "NO_CONTENT", "EVENT_ONLY"):
-        return False
+        return False, False
+    found = _CAPTURE_MODES.get(raw.strip().upper())
+    if found is not None:
+        return found
     _logger.warning(
         "Invalid value %r for %s; using the default NO_CONTENT (no content captured).",
-        raw, CAPTURE_CONTENT_ENV,
+        raw, source,
     )
-    return False
+    return False, False
+
+
+def semconv_latest(environ: Mapping[str, str]) -> bool:
+    """``OTEL_SEMCONV_STABILITY_OPT_IN`` is a comma list; ours is one of its values."""
+    raw = environ.get(names.SEMCONV_OPT_IN_ENV, "")
+    return names.SEMCONV_OPT_IN_GEN_AI_LATEST in (v.strip() for v in raw.split(","))
 
 
 def load_settings(
@@ -209,9 +249,14 @@ def load_settings(
             )
     capture = options.get("capture_content")
     if capture is None:
-        values["capture_content"] = _parse_capture_content(env.get(CAPTURE_CONTENT_ENV))
+        span, event = _parse_capture_content(env.get(CAPTURE_CONTENT_ENV), CAPTURE_CONTENT_ENV)
+    elif isinstance(capture, str):
+        span, event = _parse_capture_content(capture, "instrument(capture_content=...)")
     else:
-        values["capture_content"] = bool(capture)
+        span, event = bool(capture), False
+    values["capture_content"] = span
+    values["content_events"] = event
+    values["semconv_latest"] = semconv_latest(env)
     hook = options.get("precount_hook")
     if hook is not None:
         if callable(hook):

@@ -48,6 +48,8 @@ _PACKAGES = (
 )
 # Which of those a zero-code set-up cannot do without (the rest are informational).
 _NEEDED_FOR_LAUNCHER = ("opentelemetry-sdk", "opentelemetry-distro")
+# Without these there is nothing to instrument (botocore) or no app and no demo (boto3).
+_NEEDED_FOR_APPS = ("botocore", "boto3")
 # Variable-name words whose values are never printed (matched as whole "_"-separated words).
 _SECRET_WORDS = frozenset({"KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIALS", "AUTHORIZATION"})
 
@@ -585,6 +587,10 @@ def _findings(
             found.append(Finding(ERROR, "versions", f"{row.package} {row.installed} is outside "
                                  f"the supported range {row.required}",
                                  f'pip install "{row.package}{row.required}"'))
+        elif row.installed is None and row.package in _NEEDED_FOR_APPS:
+            found.append(Finding(ERROR, "versions", f"{row.package} is not installed: no "
+                                 "Bedrock call can be made or traced (bedrock-tokens demo "
+                                 "needs it too)", f'pip install "{row.package}{row.required}"'))
         elif row.installed is None and row.package in _NEEDED_FOR_LAUNCHER:
             found.append(Finding(WARN, "versions", f"{row.package} is not installed: the "
                                  "launcher has no SDK to export with",

@@ -385,6 +385,19 @@ def request_attributes(body: Any) -> dict[str, AttrValue]:
     return attrs
 
 
+def request_attributes_integer_top_k(body: Any) -> dict[str, AttrValue]:
+    """``request_attributes`` with ``gen_ai.request.top_k`` as the latest conventions type it
+    (int, #217): an integral value as an int, any other left out."""
+    attrs = request_attributes(body)
+    top_k = attrs.get(names.GEN_AI_REQUEST_TOP_K)
+    if isinstance(top_k, float):
+        if top_k.is_integer():
+            attrs[names.GEN_AI_REQUEST_TOP_K] = int(top_k)
+        else:
+            del attrs[names.GEN_AI_REQUEST_TOP_K]
+    return attrs
+
+
 def invoke_operation_name(body: Any, is_embedding: bool, family: str) -> str:
     """chat / text_completion / embeddings, by what the InvokeModel call is."""
     if is_embedding or family in ("titan_embed", "cohere_embed"):

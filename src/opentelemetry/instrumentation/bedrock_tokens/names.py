@@ -1,14 +1,20 @@
 """Every attribute name, metric name, unit and bucket set this instrumentation emits.
 
-The GenAI names are the released v1.41 semantic conventions. They are spelled out as plain
-strings rather than imported from ``opentelemetry.semconv._incubating``: those modules are
-private, change between releases, and calling their enums raises ``DeprecationWarning`` on
-newer builds. Keeping the names here means one file to change when the conventions move.
+The GenAI names are the released v1.41 semantic conventions by default; ``SCHEMA_LATEST``
+holds the ones of the semantic-conventions-genai repository's ``main``, chosen with
+``OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental``. Code that emits a name that
+differs between the two reads it from the ``Schema`` chosen at ``instrument()`` time.
+
+They are spelled out as plain strings rather than imported from
+``opentelemetry.semconv._incubating``: those modules are private, change between releases,
+and calling their enums raises ``DeprecationWarning`` on newer builds. Keeping the names
+here means one file to change when the conventions move.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, Optional
 
 # --- GenAI span attributes (semconv v1.41) -------------------------------------------------
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
@@ -32,7 +38,17 @@ GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.i
 GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
+GEN_AI_TOOL_DEFINITIONS: Final = "gen_ai.tool.definitions"
+# Opt-in content attributes: on the span and/or in the content event, never by default.
+CONTENT_ATTRIBUTES: Final = (
+    GEN_AI_INPUT_MESSAGES, GEN_AI_OUTPUT_MESSAGES, GEN_AI_SYSTEM_INSTRUCTIONS,
+    GEN_AI_TOOL_DEFINITIONS,
+)
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+# latest only (semantic-conventions-genai #440, #374)
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: Final = "gen_ai.usage.cache_write.input_tokens"
+GEN_AI_TOKEN_MODALITY: Final = "gen_ai.token.modality"
+TOKEN_MODALITY_UNKNOWN: Final = "unknown"  # Bedrock does not break usage down by modality
 
 SERVER_ADDRESS: Final = "server.address"
 SERVER_PORT: Final = "server.port"
@@ -88,6 +104,17 @@ TOKEN_TYPE_OUTPUT: Final = "output"
 METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
 METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
 METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"
+METRIC_TIME_PER_OUTPUT_CHUNK: Final = "gen_ai.client.operation.time_per_output_chunk"
+# latest (semantic-conventions-genai main: #521 renames, #374 per-direction token metrics)
+METRIC_INFERENCE_DURATION: Final = "gen_ai.client.inference.duration"
+METRIC_INFERENCE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.inference.time_to_first_chunk"
+METRIC_INFERENCE_TIME_PER_OUTPUT_CHUNK: Final = "gen_ai.client.inference.time_per_output_chunk"
+METRIC_USAGE_INPUT_TOKENS: Final = "gen_ai.client.inference.usage.input_tokens"
+METRIC_USAGE_OUTPUT_TOKENS: Final = "gen_ai.client.inference.usage.output_tokens"
+METRIC_USAGE_CACHE_READ: Final = "gen_ai.client.inference.usage.cache_read.input_tokens"
+METRIC_USAGE_CACHE_WRITE: Final = "gen_ai.client.inference.usage.cache_write.input_tokens"
+METRIC_OPERATION_INPUT_TOKENS: Final = "gen_ai.client.inference.operation.input_tokens"
+METRIC_OPERATION_OUTPUT_TOKENS: Final = "gen_ai.client.inference.operation.output_tokens"
 METRIC_COUNT_TOKENS_DRIFT: Final = "aws.bedrock.count_tokens.drift"
 METRIC_PRECOUNT_DROPPED: Final = "aws.bedrock.count_tokens.dropped"
 
@@ -103,6 +130,82 @@ DURATION_BUCKETS: Final = (
 )
 # Drift magnitude (the sign is an attribute); the first bucket holds the exact estimates.
 DRIFT_BUCKETS: Final = (0, 1, 4, 16, 64, 256, 1024, 4096)
+
+# --- Events -------------------------------------------------------------------------------------
+# The same name in v1.41 and on main: the opt-in content event of an inference operation.
+EVENT_INFERENCE_DETAILS: Final = "gen_ai.client.inference.operation.details"
+
+# --- Convention modes ----------------------------------------------------------------------------
+SEMCONV_OPT_IN_ENV: Final = "OTEL_SEMCONV_STABILITY_OPT_IN"
+SEMCONV_OPT_IN_GEN_AI_LATEST: Final = "gen_ai_latest_experimental"
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The names that differ between the released conventions and the latest ones; one is
+    chosen at ``instrument()`` time and held by the telemetry, the handler and each record."""
+
+    mode: str  # "v1.41" | "latest"
+    schema_url: str
+    cache_write_attribute: str
+    # gen_ai.client.token.usage with gen_ai.token.type (v1.41) or the per-direction counters
+    # and histograms with gen_ai.token.modality (latest)
+    token_usage_by_type: bool
+    inference_duration: str  # chat, text_completion, embeddings
+    operation_duration: str  # count_tokens (not an inference operation)
+    time_to_first_chunk: str
+    time_per_output_chunk: str
+    # gen_ai.output.messages[].finish_reason: required in v1.41, deprecated on main (#363)
+    finish_reason_in_messages: bool
+    # parts of no known type: {"type": <kind>} (v1.41) or {"type": "generic", "generic_type":
+    # <kind>} (main, #584)
+    generic_part_type: Optional[str]
+    # gen_ai.request.top_k: double in v1.41, int on main (#217)
+    top_k_integer: bool
+
+
+SCHEMA_V1_41: Final = Schema(
+    mode="v1.41",
+    schema_url="https://opentelemetry.io/schemas/1.41.0",
+    cache_write_attribute=GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+    token_usage_by_type=True,
+    inference_duration=METRIC_OPERATION_DURATION,
+    operation_duration=METRIC_OPERATION_DURATION,
+    time_to_first_chunk=METRIC_TIME_TO_FIRST_CHUNK,
+    time_per_output_chunk=METRIC_TIME_PER_OUTPUT_CHUNK,
+    finish_reason_in_messages=True,
+    generic_part_type=None,
+    top_k_integer=False,
+)
+SCHEMA_LATEST: Final = Schema(
+    mode="latest",
+    # the only schema the GenAI repository has published
+    schema_url="https://opentelemetry.io/schemas/gen-ai-dev/1.42.0-dev",
+    cache_write_attribute=GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,
+    token_usage_by_type=False,
+    inference_duration=METRIC_INFERENCE_DURATION,
+    operation_duration=METRIC_OPERATION_DURATION,
+    time_to_first_chunk=METRIC_INFERENCE_TIME_TO_FIRST_CHUNK,
+    time_per_output_chunk=METRIC_INFERENCE_TIME_PER_OUTPUT_CHUNK,
+    finish_reason_in_messages=False,
+    generic_part_type="generic",
+    top_k_integer=True,
+)
+
+# The schema's finish-reason enum (stop, length, content_filter, tool_call, error) for the raw
+# values Bedrock's model families send, lower-cased. Values not listed are kept as sent (the
+# schema allows any string): mapping an unknown reason would be a guess.
+FINISH_REASON_ENUM: Final = {
+    "end_turn": "stop", "stop": "stop", "stop_sequence": "stop", "complete": "stop",
+    "finish": "stop", "stop_criteria_met": "stop", "eos_token": "stop",
+    "max_tokens": "length", "length": "length", "model_length": "length",
+    "model_context_window_exceeded": "length", "error_limit": "length",
+    "tool_use": "tool_call", "tool_calls": "tool_call",
+    "guardrail_intervened": "content_filter", "content_filtered": "content_filter",
+    "content_filter": "content_filter", "refusal": "content_filter",
+    "error_toxic": "content_filter",
+    "error": "error",
+}
 
 # --- Response headers botocore exposes (lower-cased) ------------------------------------------
 H_INPUT_TOKENS: Final = "x-amzn-bedrock-input-token-count"

@@ -202,7 +202,18 @@ class Handler:
         self.settings = settings
         self.telemetry = telemetry
         self.precounter = precounter
-        self._content_limit = settings.content_max_length if settings.capture_content else None
+        # gen_ai.request.top_k's type differs between the conventions: chosen once
+        self._request_attributes: Callable[[Any], dict[str, Any]] = (
+            families.request_attributes_integer_top_k if telemetry.schema.top_k_integer
+            else families.request_attributes
+        )
+        # Content capture, decided once: None unless the user opted in (span and/or event).
+        self._capture: Optional[content.Capture] = None
+        if settings.captures_content:
+            self._capture = content.Capture(
+                settings.content_max_length, settings.capture_content, settings.content_events,
+                telemetry.schema, telemetry.event_logger,
+            )
         # Run once, at the first traced call: by then every instrumentor has been loaded.
         self._on_first_call = on_first_call
 
@@ -286,18 +297,18 @@ class Handler:
                 )
             else:
                 operation = families.invoke_operation_name(body, info.is_embedding, family)
-            attrs.update(families.request_attributes(body))
+            attrs.update(self._request_attributes(body))
         elif spec.kind == "converse":
             body = params
             operation = names.OP_CHAT
-            attrs.update(families.request_attributes(params))
+            attrs.update(self._request_attributes(params))
         else:
             operation = names.OP_COUNT_TOKENS
         guardrail = _guardrail(spec, params)
         if isinstance(guardrail, str) and guardrail:
             attrs[names.AWS_BEDROCK_GUARDRAIL_ID] = guardrail
-        if self._content_limit is not None and spec.kind != "count":
-            attrs.update(content.input_attributes(body, self._content_limit))
+        if self._capture is not None and spec.kind != "count":
+            attrs.update(self._capture.input_attributes(body))
         address, port = _server(client)
         return Request(
             operation_name, spec, model, info, family, operation, body, attrs, address, port
@@ -320,6 +331,12 @@ class Handler:
         if self.settings.emit_legacy_system:
             attrs[names.GEN_AI_SYSTEM] = names.PROVIDER_AWS_BEDROCK
         attrs.update(request.attributes)
+        captured: Optional[dict[str, Any]] = None
+        if self._capture is not None and request.spec.kind != "count":
+            captured = {k: attrs[k] for k in names.CONTENT_ATTRIBUTES if k in attrs}
+            if not self._capture.on_span:  # EVENT_ONLY: content goes to the event only
+                for key in captured:
+                    del attrs[key]
         links = None
         if estimate is not None:
             if estimate.tokens is not None:
@@ -338,6 +355,9 @@ class Handler:
         )
         if estimate is not None:
             record.estimate = estimate.tokens
+        if captured is not None:
+            record.capture = self._capture
+            record.content = captured
         return record
 
     # -- results -------------------------------------------------------------------------------
@@ -359,7 +379,7 @@ class Handler:
         if spec.stream_key is not None:
             record.span.set_attributes(attrs)
             if not wrap_stream(
-                result, spec.stream_key, record, spec.kind, request.family, self._content_limit
+                result, spec.stream_key, record, spec.kind, request.family, self._capture
             ):
                 record.end()
             return
@@ -391,7 +411,7 @@ class Handler:
             and usage.input is not None
             and (usage.output is not None or request.operation == names.OP_EMBEDDINGS)
         )
-        wants_body = self._content_limit is not None or (
+        wants_body = self._capture is not None or (
             self.settings.parse_response_body
             and bool(fields.finish or fields.response_id or fields.response_model)
         )
@@ -406,9 +426,9 @@ class Handler:
             return usage
         info = families.extract_body(request.family, parsed)
         info.add_response_attributes(attrs)
-        if self._content_limit is not None:
-            attrs.update(content.output_attributes(
-                content.reply_text(parsed), info.finish_reasons, self._content_limit
+        if self._capture is not None:
+            attrs.update(self._capture.output_attributes(
+                content.reply_text(parsed), info.finish_reasons
             ))
         return merge(usage, info.usage)
 
@@ -422,10 +442,8 @@ class Handler:
             latency = to_count(metrics.get("latencyMs"))
             if latency is not None:
                 attrs[names.AWS_BEDROCK_CONVERSE_LATENCY] = latency
-        if self._content_limit is not None:
-            attrs.update(content.output_attributes(
-                content.reply_text(result), finish, self._content_limit
-            ))
+        if self._capture is not None:
+            attrs.update(self._capture.output_attributes(content.reply_text(result), finish))
         return from_converse(result.get("usage"))
 
 

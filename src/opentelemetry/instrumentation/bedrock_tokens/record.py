@@ -12,14 +12,16 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from opentelemetry.trace import Span, SpanContext, Status, StatusCode
-from opentelemetry.util.types import Attributes
 
 from . import names
-from .telemetry import Telemetry
+from .telemetry import MetricAttributes, Telemetry
 from .usage import Usage
+
+if TYPE_CHECKING:
+    from .content import Capture
 
 _logger = logging.getLogger(__name__)
 
@@ -49,7 +51,8 @@ def request_id(exc: BaseException) -> Optional[str]:
 
 class CallRecord:
     __slots__ = (
-        "_guard", "_once", "_telemetry", "estimate", "metric_attrs", "span", "start",
+        "_guard", "_once", "_telemetry", "capture", "content", "estimate", "metric_attrs",
+        "span", "start",
     )
 
     def __init__(
@@ -57,7 +60,7 @@ class CallRecord:
         telemetry: Telemetry,
         span: Span,
         start: float,
-        metric_attrs: tuple[Attributes, Attributes, Attributes],
+        metric_attrs: MetricAttributes,
     ) -> None:
         self._once = threading.Lock()
         # Orders a pre-count finishing on another thread (add_estimate) against end().
@@ -67,6 +70,9 @@ class CallRecord:
         self.start = start  # time.perf_counter() at the start of the call
         self.metric_attrs = metric_attrs
         self.estimate: Optional[int] = None  # CountTokens pre-count, when one is known
+        # Content capture of this call (opt-in): the policy and the input content attributes.
+        self.capture: Optional[Capture] = None
+        self.content: Optional[dict[str, Any]] = None
 
     @property
     def ended(self) -> bool:
@@ -129,7 +135,8 @@ class CallRecord:
         ttfc: Optional[float],
     ) -> None:
         tel = self._telemetry
-        base, input_attrs, output_attrs = self.metric_attrs
+        metric_attrs = self.metric_attrs
+        base = metric_attrs.base
         # One set_attributes call: the SDK locks and validates per call, not per attribute.
         attrs: dict[str, Any] = dict(attributes) if attributes else {}
         input_tokens = None
@@ -139,16 +146,17 @@ class CallRecord:
             attrs[names.AWS_BEDROCK_USAGE_SOURCE] = usage.source
             if input_tokens is not None:
                 attrs[names.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
-                tel.token_usage.record(input_tokens, input_attrs)
             if usage.input is not None:
                 attrs[names.AWS_BEDROCK_USAGE_UNCACHED_INPUT_TOKENS] = usage.input
             if output_tokens is not None:
                 attrs[names.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
-                tel.token_usage.record(output_tokens, output_attrs)
             if usage.cache_read is not None:
                 attrs[names.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read
             if usage.cache_write is not None:
-                attrs[names.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write
+                attrs[tel.schema.cache_write_attribute] = usage.cache_write
+            tel.record_usage(
+                input_tokens, output_tokens, usage.cache_read, usage.cache_write, metric_attrs
+            )
         if self.estimate is not None and input_tokens is not None:
             drift = input_tokens - self.estimate
             attrs[names.AWS_BEDROCK_COUNT_TOKENS_DRIFT] = drift
@@ -164,6 +172,8 @@ class CallRecord:
         if ttfc is not None:
             attrs[names.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttfc
             tel.time_to_first_chunk.record(ttfc, base)
+        if self.capture is not None:
+            self._content(span, attrs, error)
         if error is not None:
             etype = error_type(error)
             attrs[names.ERROR_TYPE] = etype
@@ -172,8 +182,38 @@ class CallRecord:
                 attrs[names.AWS_REQUEST_ID] = rid
             span.set_attributes(attrs)
             span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
-            tel.duration.record(duration, {**(base or {}), names.ERROR_TYPE: etype})
+            metric_attrs.duration.record(duration, {**(base or {}), names.ERROR_TYPE: etype})
         else:
             if attrs:
                 span.set_attributes(attrs)
-            tel.duration.record(duration, base)
+            metric_attrs.duration.record(duration, base)
+
+    def _content(
+        self, span: Span, attrs: dict[str, Any], error: Optional[BaseException]
+    ) -> None:
+        """The content event (EVENT_ONLY, SPAN_AND_EVENT), and no content on the span unless
+        it was asked for there (the output content arrives in ``attrs``)."""
+        capture = self.capture
+        assert capture is not None
+        if capture.on_event:
+            details = {**(self.metric_attrs.base or {}), **(self.content or {}), **attrs}
+            if error is not None:
+                details[names.ERROR_TYPE] = error_type(error)
+            capture.emit_event(span, details)
+        if not capture.on_span:
+            for key in names.CONTENT_ATTRIBUTES:
+                attrs.pop(key, None)
+
+    def chunk_recorder(self) -> Optional[Callable[[float], None]]:
+        """What a stream calls per chunk after the first with the time since the previous
+        one (``time_per_output_chunk``); None when chunk timing is off."""
+        histogram = self._telemetry.time_per_output_chunk
+        if histogram is None:
+            return None
+        attrs = self.metric_attrs.base
+        record = histogram.record
+
+        def chunk_interval(seconds: float) -> None:
+            record(seconds, attrs)
+
+        return chunk_interval

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import wrapt
 
 from . import families, names
-from .content import TextCollector, output_attributes, stream_delta_text
+from .content import Capture, TextCollector, stream_delta_text
 from .record import CallRecord
 from .usage import Usage, from_converse, merge, to_count
 
@@ -56,8 +56,8 @@ class _StreamState:
     read from the one event that carries each, as plain values."""
 
     __slots__ = (
-        "__weakref__", "_collector", "_family", "_kind", "finish", "first", "last", "latency",
-        "prev", "record", "saw_final", "ttfc", "usage",
+        "__weakref__", "_chunk_interval", "_collector", "_family", "_kind", "_last_at", "finish",
+        "first", "last", "latency", "prev", "record", "saw_final", "ttfc", "usage",
     )
 
     def __init__(
@@ -77,6 +77,8 @@ class _StreamState:
         self.finish: Optional[tuple[str, ...]] = None
         self.saw_final = False
         self.ttfc: Optional[float] = None
+        self._last_at = 0.0  # perf_counter() at the previous event
+        self._chunk_interval = record.chunk_recorder()  # time_per_output_chunk, or None
         with _open_lock:
             _open.add(self)
 
@@ -87,9 +89,17 @@ class _StreamState:
             return self.observe
         return self._observe_invoke if self._kind == "invoke" else self._observe_converse
 
-    def _observe_invoke(self, event: Any) -> None:
+    def _timing(self) -> None:
         if self.ttfc is None:
-            self.ttfc = time.perf_counter() - self.record.start
+            self._last_at = now = time.perf_counter()
+            self.ttfc = now - self.record.start
+        elif self._chunk_interval is not None:  # no clock read at all when chunk timing is off
+            now = time.perf_counter()
+            self._chunk_interval(now - self._last_at)
+            self._last_at = now
+
+    def _observe_invoke(self, event: Any) -> None:
+        self._timing()
         try:
             data = event["chunk"]["bytes"]
         except (KeyError, TypeError):
@@ -104,8 +114,7 @@ class _StreamState:
             self.saw_final = True
 
     def _observe_converse(self, event: Any) -> None:
-        if self.ttfc is None:
-            self.ttfc = time.perf_counter() - self.record.start
+        self._timing()
         if "metadata" in event:
             self._take_metadata(event["metadata"])
         elif "messageStop" in event:
@@ -160,6 +169,8 @@ class _StreamState:
             return
         usage: Optional[Usage] = None
         attrs: dict[str, Any] = {names.AWS_BEDROCK_STREAM_OUTCOME: outcome}
+        if error is not None and self._collector is not None:
+            self._collector.failed = True  # the captured reply ended abnormally
         try:
             usage = self._summarise(attrs)
         except Exception:
@@ -197,9 +208,7 @@ class _StreamState:
 
     def _add_output(self, attrs: dict[str, Any], finish: Optional[tuple[str, ...]]) -> None:
         if self._collector is not None:
-            attrs.update(
-                output_attributes(self._collector.text(), finish, self._collector.limit)
-            )
+            attrs.update(self._collector.output_attributes(finish))
 
 
 def _parse_chunk(event: Any) -> Any:
@@ -267,13 +276,13 @@ def wrap_stream(
     record: CallRecord,
     kind: str,
     family: str,
-    content_limit: Optional[int],
+    capture: Optional[Capture],
 ) -> bool:
     """Replace ``result[key]`` by a proxy; False (and nothing replaced) if there is no stream."""
     stream = result.get(key)
     if stream is None or not hasattr(stream, "__iter__"):
         return False
-    collector = TextCollector(content_limit) if content_limit is not None else None
+    collector = capture.collector() if capture is not None else None
     state = _StreamState(record, kind, family, collector)
     result[key] = StreamProxy(stream, state)
     return True
