@@ -31,6 +31,8 @@ from botocore.config import Config
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
 NOVA = "amazon.nova-micro-v1:0"
 PROMPT = "Write one short sentence about the sea."
+# The figures in docs/emulator.md are for 9-word replies (the default reply is 64 words now).
+SHORT_REPLY = '{"reply_words": 9}'
 INVOKE_BODY = json.dumps(
     {
         "anthropic_version": "bedrock-2023-05-31",
@@ -72,9 +74,10 @@ def operations(client: Any) -> dict[str, Callable[[], Any]]:
 @contextmanager
 def emulator_endpoint(in_process: bool) -> Iterator[str]:
     if in_process:
-        from opentelemetry.instrumentation.bedrock_tokens.emulator import BedrockEmulator
+        from opentelemetry.instrumentation.bedrock_tokens.emulator import BedrockEmulator, Scenario
 
         with BedrockEmulator(max_recorded_requests=1) as emulator:
+            emulator.set_scenario(Scenario.from_json(SHORT_REPLY))
             yield emulator.endpoint_url
         return
     command = [
@@ -84,6 +87,8 @@ def emulator_endpoint(in_process: bool) -> Iterator[str]:
         "emulator",
         "--port",
         "0",
+        "--scenario",
+        SHORT_REPLY,
     ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:

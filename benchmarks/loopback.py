@@ -96,7 +96,7 @@ def serve() -> None:
     """Run the emulator until stdin closes; print its URL first (read by run.py)."""
     from opentelemetry.instrumentation.bedrock_tokens.emulator import BedrockEmulator
 
-    emulator = BedrockEmulator(max_recorded_requests=1).start()
+    emulator = BedrockEmulator(max_recorded_requests=1, scenario_headers=True).start()
     print(json.dumps({"endpoint": emulator.endpoint_url}), flush=True)
     try:
         sys.stdin.read()

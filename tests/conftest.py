@@ -39,3 +39,8 @@ def instrument(bedrock_telemetry: Any) -> Iterator[Callable[..., BedrockTokensIn
 @pytest.fixture
 def instrumented(instrument: Callable[..., BedrockTokensInstrumentor]) -> BedrockTokensInstrumentor:
     return instrument()
+
+
+# tests/compat runs the real agent frameworks in its own environment (.ci/compat, which runs
+# `pytest tests/compat` explicitly); the main suite never collects it.
+collect_ignore = ["compat"]

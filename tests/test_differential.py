@@ -18,9 +18,10 @@ from .test_core import HTTP_ERRORS
 from .test_streams import CLAUDE, INVOKE_EXCEPTIONS
 
 VOLATILE_KEYS = {"id", "response_id", "generation_id", "invocationLatency", "firstByteLatency",
-                 "latencyMs", "p", "RequestId", "created"}  # created: a timestamp in seconds
+                 "latencyMs", "requestDurationMillis", "p", "RequestId",
+                 "created"}  # created: a timestamp in seconds
 _UUID = re.compile(
-    rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|msg_bdrk_[0-9a-f]+"
+    rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|(?:msg|toolu)_bdrk_[0-9A-Za-z]+"
     rb'|"created": ?[0-9]+'
 )
 VOLATILE_HEADERS = {"date", "x-amzn-requestid", "content-length",

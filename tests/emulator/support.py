@@ -16,7 +16,7 @@ from opentelemetry.instrumentation.bedrock_tokens.emulator import DEFAULT_REPLY,
 
 PROMPT = "Count the tokens of this short prompt, please."
 SYSTEM = "You answer briefly."
-MAX = 50
+MAX = 500  # above the default reply, so replies are whole (cuts have their own tests)
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,9 @@ class Family:
     model_id: str
     body: dict[str, Any]
     texts: tuple[str, ...]  # every text the request carries, for the expected input count
-    cache_capable: bool = False
+    # Reports cache counts (0) even when the request asks for no caching: Nova InvokeModel
+    # does, Claude does only with cache_control (both as recorded).
+    cache_fields_unasked: bool = False
     embedding: bool = False
 
     @property
@@ -53,7 +55,6 @@ FAMILIES: dict[str, Family] = {
                 "messages": _chat(PROMPT),
             },
             (SYSTEM, PROMPT),
-            cache_capable=True,
         ),
         Family(
             "anthropic-claude3",
@@ -94,7 +95,7 @@ FAMILIES: dict[str, Family] = {
                 "inferenceConfig": {"max_new_tokens": MAX},
             },
             (SYSTEM, PROMPT),
-            cache_capable=True,
+            cache_fields_unasked=True,
         ),
         Family(
             "llama",
@@ -169,6 +170,7 @@ FAMILIES: dict[str, Family] = {
 }
 TEXT_FAMILIES = [name for name, f in FAMILIES.items() if not f.embedding]
 REPLY_TOKENS = count_text_tokens(DEFAULT_REPLY)
+REPLY_PIECES = len(DEFAULT_REPLY.split())  # streams send one delta per word
 
 
 def reply_text(family: str, body: dict[str, Any]) -> Optional[str]:

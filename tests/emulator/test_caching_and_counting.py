@@ -16,7 +16,7 @@ from opentelemetry.instrumentation.bedrock_tokens.emulator import (
     input_tokens_for,
 )
 
-from .support import FAMILIES, PROMPT, REPLY_TOKENS, converse_messages, raw_request
+from .support import FAMILIES, MAX, PROMPT, REPLY_TOKENS, converse_messages, raw_request
 
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
 LONG = "You are a careful assistant who answers in one sentence. " * 20
@@ -28,7 +28,7 @@ def _claude_body(**extra: Any) -> bytes:
     return json.dumps(
         {
             "anthropic_version": "bedrock-2023-05-31",
-            "max_tokens": 50,
+            "max_tokens": MAX,
             "system": [{"type": "text", "text": LONG, "cache_control": {"type": "ephemeral"}}],
             "messages": [{"role": "user", "content": PROMPT}],
             **extra,
@@ -317,3 +317,63 @@ def test_count_tokens_model_id_pattern(bedrock_client: Any) -> None:
     request = {"converse": {"messages": converse_messages()}}
     with pytest.raises(bedrock_client.exceptions.ValidationException, match="pattern"):
         bedrock_client.count_tokens(modelId="anthropic.claude 3", input=request)
+
+
+def test_no_cache_fields_when_caching_was_not_asked_for(
+    bedrock_client: Any, bedrock_emulator: BedrockEmulator
+) -> None:
+    """The recorded Claude 3.5 answers without cache_control carry no cache header, no
+    ``cache_*`` usage, none in ``message_start`` nor in the invocation metrics; Converse
+    without a cachePoint none in ``usage`` / ``metadata``."""
+    body = json.dumps({
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": MAX,
+        "system": LONG,
+        "messages": [{"role": "user", "content": PROMPT}],
+    })
+    response = bedrock_client.invoke_model(modelId=CLAUDE, body=body)
+    assert not [h for h in response["ResponseMetadata"]["HTTPHeaders"] if "cache" in h]
+    assert list(json.loads(response["body"].read())["usage"]) == ["input_tokens", "output_tokens"]
+    stream = bedrock_client.invoke_model_with_response_stream(modelId=CLAUDE, body=body)
+    chunks = [json.loads(e["chunk"]["bytes"]) for e in stream["body"]]
+    assert list(chunks[0]["message"]["usage"]) == ["input_tokens", "output_tokens"]
+    assert not [k for k in chunks[-1][_METRICS] if "cache" in k.lower()]
+    system = [{"text": LONG}]
+    converse = bedrock_client.converse(modelId=CLAUDE, messages=converse_messages(), system=system)
+    assert set(converse["usage"]) == {"inputTokens", "outputTokens", "totalTokens"}
+    events = list(
+        bedrock_client.converse_stream(
+            modelId=CLAUDE, messages=converse_messages(), system=system
+        )["stream"]
+    )
+    assert set(events[-1]["metadata"]["usage"]) == {"inputTokens", "outputTokens", "totalTokens"}
+    assert all(r.cache_read_tokens is None and r.cache_write_tokens is None
+               for r in bedrock_emulator.requests)
+
+
+def test_cache_is_keyed_by_api_and_prefix_position(bedrock_client: Any) -> None:
+    """A Converse system prompt written to the cache is not read back by an InvokeModel whose
+    *user message* has the same text, nor by a Converse request with that text as its first
+    user message: the service caches per model, API and prefix."""
+    cache_point = {"cachePoint": {"type": "default"}}
+    written = bedrock_client.converse(
+        modelId=CLAUDE, system=[{"text": LONG}, cache_point], messages=converse_messages()
+    )["usage"]
+    assert written["cacheWriteInputTokens"] > 0
+    body = json.dumps({
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": MAX,
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": LONG, "cache_control": {"type": "ephemeral"}}]}],
+    })
+    usage = json.loads(bedrock_client.invoke_model(modelId=CLAUDE, body=body)["body"].read())
+    assert usage["usage"]["cache_read_input_tokens"] == 0
+    assert usage["usage"]["cache_creation_input_tokens"] > 0
+    moved = bedrock_client.converse(
+        modelId=CLAUDE, messages=[{"role": "user", "content": [{"text": LONG}, cache_point]}]
+    )["usage"]
+    assert moved["cacheReadInputTokens"] == 0 and moved["cacheWriteInputTokens"] > 0
+    again = bedrock_client.converse(
+        modelId=CLAUDE, system=[{"text": LONG}, cache_point], messages=converse_messages()
+    )["usage"]
+    assert again["cacheReadInputTokens"] == written["cacheWriteInputTokens"]

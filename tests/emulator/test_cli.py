@@ -112,3 +112,46 @@ def test_busy_port_is_reported(capsys: Any) -> None:
     with BedrockEmulator() as emulator:
         assert cli.main(["emulator", "--port", str(emulator.port)]) == 1
     assert "cannot bind" in capsys.readouterr().err
+
+
+def test_cli_warns_for_a_non_loopback_host_and_gates_scenario_headers() -> None:
+    """``--host 0.0.0.0`` is served with a warning on stderr; the scenario header is refused
+    unless ``--scenario-headers`` is given."""
+    for flags, header_allowed in (([], False), (["--scenario-headers"], True)):
+        process = subprocess.Popen(
+            [*_console_script(), "emulator", "--host", "0.0.0.0", "--port", "0", *flags],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            assert process.stdout is not None and process.stderr is not None
+            warning = process.stderr.readline()
+            assert "0.0.0.0 is not a loopback address" in warning
+            match = re.search(r"listening on http://0\.0\.0\.0:(\d+)", process.stdout.readline())
+            assert match
+            client = boto3.client(
+                "bedrock-runtime",
+                endpoint_url=f"http://127.0.0.1:{match.group(1)}",
+                region_name="us-east-1",
+                aws_access_key_id="x",
+                aws_secret_access_key="x",
+                config=Config(retries={"total_max_attempts": 1}, proxies={}),
+            )
+
+            def add_header(request: Any, **_: Any) -> None:
+                request.headers["x-bedrock-emulator-scenario"] = '{"output_text": "header"}'
+
+            client.meta.events.register("before-sign.bedrock-runtime.*", add_header)
+            if header_allowed:
+                result = client.converse(
+                    modelId="amazon.nova-micro-v1:0", messages=converse_messages()
+                )
+                assert result["output"]["message"]["content"][0]["text"] == "header"
+            else:
+                with pytest.raises(client.exceptions.ValidationException, match="--scenario"):
+                    client.converse(modelId="amazon.nova-micro-v1:0", messages=converse_messages())
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.communicate(timeout=20)

@@ -17,10 +17,12 @@ from opentelemetry.instrumentation.bedrock_tokens.emulator import (
     DEFAULT_REPLY,
     BedrockEmulator,
     Scenario,
+    count_text_tokens,
 )
 
 from .support import (
     FAMILIES,
+    REPLY_PIECES,
     REPLY_TOKENS,
     TEXT_FAMILIES,
     converse_messages,
@@ -60,7 +62,7 @@ def test_invoke_stream_every_family(
     assert metrics["outputTokenCount"] == REPLY_TOKENS
     assert metrics["invocationLatency"] >= metrics["firstByteLatency"] >= 0
     cache_keys = {"cacheReadInputTokenCount", "cacheWriteInputTokenCount"}
-    if family.cache_capable:
+    if family.cache_fields_unasked:
         assert {k: metrics[k] for k in cache_keys} == {k: 0 for k in cache_keys}
     else:
         assert not cache_keys & set(metrics)
@@ -81,17 +83,14 @@ def test_anthropic_stream_event_sequence(bedrock_client: Any) -> None:
     assert types == [
         "message_start",
         "content_block_start",
-        *["content_block_delta"] * 9,
+        *["content_block_delta"] * REPLY_PIECES,
         "content_block_stop",
         "message_delta",
         "message_stop",
     ]
-    assert chunks[0]["message"]["usage"] == {
-        "input_tokens": family.input_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
-        "output_tokens": 1,
-    }
+    # no cache_control in the request: no cache fields (as in the recorded Claude streams)
+    usage = chunks[0]["message"]["usage"]
+    assert usage == {"input_tokens": family.input_tokens, "output_tokens": 1}
     assert chunks[-2]["delta"]["stop_reason"] == "end_turn"
 
 
@@ -103,7 +102,7 @@ def test_nova_stream_event_sequence(bedrock_client: Any) -> None:
     kinds = [next(k for k in c if k != _METRICS) for c in chunks]
     assert kinds == [
         "messageStart",
-        *["contentBlockDelta"] * 9,
+        *["contentBlockDelta"] * REPLY_PIECES,
         "contentBlockStop",
         "messageStop",
         "metadata",
@@ -139,7 +138,7 @@ def test_chunk_frames_carry_padding_and_string_headers(bedrock_emulator: Bedrock
         frames.append(fp.read(size))
         assert fp.read(2) == b"\r\n"
     conn.close()
-    assert len(frames) == 10  # nine pieces and the final chunk
+    assert len(frames) == REPLY_PIECES + 1  # the pieces and the final chunk
     for frame in frames:
         total, header_len = struct.unpack(">II", frame[:8])
         assert total == len(frame)
@@ -202,7 +201,7 @@ def test_malformed_stream_chunks(bedrock_client: Any, bedrock_emulator: BedrockE
         modelId=family.model_id, body=family.raw()
     )
     events = list(response["body"])
-    assert len(events) == 14
+    assert len(events) == REPLY_PIECES + 5
     for event in events:
         with pytest.raises(ValueError):
             json.loads(event["chunk"]["bytes"])
@@ -224,25 +223,31 @@ def test_converse_stream_events(
     names = [next(iter(e)) for e in events]
     assert names == [
         "messageStart",
-        *["contentBlockDelta"] * 9,
+        *["contentBlockDelta"] * REPLY_PIECES,
         "contentBlockStop",
         "messageStop",
         "metadata",
     ]
     assert events[0]["messageStart"] == {"role": "assistant"}
-    text = "".join(e["contentBlockDelta"]["delta"]["text"] for e in events[1:10])
+    deltas = events[1 : 1 + REPLY_PIECES]
+    text = "".join(e["contentBlockDelta"]["delta"]["text"] for e in deltas)
     assert text == DEFAULT_REPLY
-    assert all(e["contentBlockDelta"]["contentBlockIndex"] == 0 for e in events[1:10])
-    assert events[10] == {"contentBlockStop": {"contentBlockIndex": 0}}
-    assert events[11] == {"messageStop": {"stopReason": "end_turn"}}
-    metadata = events[12]["metadata"]
-    assert metadata["usage"] == {"inputTokens": 13, "outputTokens": 10, "totalTokens": 23}
+    assert all(e["contentBlockDelta"]["contentBlockIndex"] == 0 for e in deltas)
+    stop, message_stop, last = events[1 + REPLY_PIECES :]
+    assert stop == {"contentBlockStop": {"contentBlockIndex": 0}}
+    assert message_stop == {"messageStop": {"stopReason": "end_turn"}}
+    metadata = last["metadata"]
+    assert metadata["usage"] == {
+        "inputTokens": 13,
+        "outputTokens": REPLY_TOKENS,
+        "totalTokens": 13 + REPLY_TOKENS,
+    }
     assert metadata["metrics"]["latencyMs"] >= 0
     recorded = bedrock_emulator.requests[-1]
     assert (recorded.operation, recorded.input_tokens, recorded.output_tokens) == (
         "ConverseStream",
         13,
-        10,
+        REPLY_TOKENS,
     )
     assert recorded.cache_read_tokens is None
 
@@ -286,9 +291,10 @@ def test_stream_events_count_and_chunk_delay(
         {"messages": converse_messages()},
         Scenario(stream_events=25),
     )
-    assert (
-        events[-1]["metadata"]["usage"]["outputTokens"] == expected == 27
-    )  # 2 x 10 + 7 one-token words
+    # the first 25 words of the reply, counted independently
+    first_words = " ".join(DEFAULT_REPLY.split()[:25])
+    assert events[-1]["metadata"]["usage"]["outputTokens"] == expected
+    assert expected == count_text_tokens(first_words)
     assert events[-1]["metadata"]["metrics"]["latencyMs"] >= 2 * 25
 
 

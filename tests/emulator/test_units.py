@@ -35,7 +35,8 @@ from opentelemetry.instrumentation.bedrock_tokens.emulator.eventstream import (
         ("naïve café", 2),
         ("日本語 テキスト", 2),
         ("\n\nHuman: hi\n\nAssistant:", 5),
-        (DEFAULT_REPLY, 10),
+        ("This is a deterministic reply from the Bedrock emulator.", 10),
+        (DEFAULT_REPLY, 71),
     ],
 )
 def test_count_text_tokens(text: str, count: int) -> None:

@@ -161,7 +161,7 @@ def make(client: Any, call: Call) -> None:
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[BedrockEmulator]:
     """An emulator of our own that remembers every request of the run (soak included)."""
-    with BedrockEmulator(max_recorded_requests=200_000) as emu:
+    with BedrockEmulator(max_recorded_requests=200_000, scenario_headers=True) as emu:
         yield emu
 
 

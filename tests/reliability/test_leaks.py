@@ -144,7 +144,7 @@ def _grown(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, ours: bool
 def isolated() -> Iterator[tuple[BedrockEmulator, Any]]:
     """An emulator and client of the test's own: the emulator keeps only the last 50 requests,
     so neither grows with the run."""
-    with BedrockEmulator(max_recorded_requests=50) as emulator:
+    with BedrockEmulator(max_recorded_requests=50, scenario_headers=True) as emulator:
         client = boto3.session.Session().client(
             "bedrock-runtime",
             config=Config(retries={"total_max_attempts": 1}, signature_version="v4", proxies={}),

@@ -49,6 +49,19 @@ def _add_emulator(subparsers: Any) -> None:
         metavar="JSON",
         help="default scenario for every request, e.g. '{\"float_counts\": true}'",
     )
+    parser.add_argument(
+        "--scenario-headers",
+        action="store_true",
+        help="let clients pick a scenario per request with the x-bedrock-emulator-scenario "
+        "header (delays, errors); off by default",
+    )
+    parser.add_argument(
+        "--connection-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="close connections silent for this long (default: 60)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     parser.set_defaults(handler=_cmd_emulator)
 
@@ -81,7 +94,25 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"bedrock-tokens emulator: --scenario: {exc}", file=sys.stderr)
             return 2
-    emulator = BedrockEmulator(host=args.host, port=args.port, verbose=args.verbose)
+    from .emulator.server import is_loopback_host
+
+    if args.connection_timeout <= 0:
+        print("bedrock-tokens emulator: --connection-timeout must be positive", file=sys.stderr)
+        return 2
+    if not is_loopback_host(args.host):
+        print(
+            f"bedrock-tokens emulator: warning: {args.host} is not a loopback address; "
+            "anything that can reach this port can use the emulator (no credentials are "
+            "checked). It is meant for tests and demos on one machine.",
+            file=sys.stderr,
+        )
+    emulator = BedrockEmulator(
+        host=args.host,
+        port=args.port,
+        verbose=args.verbose,
+        scenario_headers=args.scenario_headers,
+        connection_timeout=args.connection_timeout,
+    )
     with _sigterm_as_interrupt():
         try:
             try:

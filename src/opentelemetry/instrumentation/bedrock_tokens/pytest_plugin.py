@@ -9,7 +9,8 @@ Fixtures:
 
 ``bedrock_emulator``
     A running :class:`~.emulator.BedrockEmulator`. One server per session; every test gets it
-    freshly ``reset()`` (no scenarios, aliases, cache entries or recorded requests).
+    freshly ``reset()`` (no scenarios, aliases, cache entries or recorded requests). The
+    ``x-bedrock-emulator-scenario`` header is enabled.
 ``bedrock_client``
     A boto3 ``bedrock-runtime`` client bound to it: region ``us-east-1``, dummy keys, one
     attempt per call, SigV4 even when ``AWS_BEARER_TOKEN_BEDROCK`` is set, no proxy.
@@ -105,7 +106,8 @@ class BedrockTelemetry:
 def _bedrock_emulator_session() -> Iterator[BedrockEmulator]:
     from .emulator import BedrockEmulator
 
-    emulator = BedrockEmulator().start()
+    # Tests choose faults per request with the scenario header, so the fixture allows it.
+    emulator = BedrockEmulator(scenario_headers=True).start()
     try:
         yield emulator
     finally:

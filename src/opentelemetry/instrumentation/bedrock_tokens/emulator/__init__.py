@@ -9,15 +9,18 @@ never imports this package. See ``docs/emulator.md``.
 from __future__ import annotations
 
 from .counting import input_tokens_for, output_text_for, output_tokens_for
+from .guardrails import BLOCKED_MESSAGE
 from .modelids import ModelRef, parse_model_id
 from .recording import RecordedRequest
-from .reply import DEFAULT_REPLY
+from .reply import DEFAULT_REPLY, REASONING_TEXT
 from .scenarios import SCENARIO_HEADER, STREAM_EXCEPTIONS, Scenario
 from .server import BedrockEmulator
 from .tokenizer import count_text_tokens
 
 __all__ = [
+    "BLOCKED_MESSAGE",
     "DEFAULT_REPLY",
+    "REASONING_TEXT",
     "SCENARIO_HEADER",
     "STREAM_EXCEPTIONS",
     "BedrockEmulator",

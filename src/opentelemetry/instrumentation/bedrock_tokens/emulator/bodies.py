@@ -13,9 +13,13 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 from .families import Number, Turn
+from .tokenizer import TOKEN_PATTERN
+from .tools import anthropic_tool_use_id, nova_tool_use_id
 
 __all__ = [
+    "anthropic_content",
     "anthropic_legacy_body",
+    "anthropic_message_id",
     "anthropic_usage",
     "command_r_response",
     "invoke_body",
@@ -61,13 +65,39 @@ def _embedding(seed: str, dimensions: int) -> list[float]:
     return [round(rng.uniform(-1.0, 1.0), 6) for _ in range(dimensions)]
 
 
+def anthropic_message_id(turn: Turn) -> str:
+    """``msg_bdrk_01`` + 22 base58 characters, as Claude on Bedrock names its messages."""
+    return "msg_bdrk_01" + anthropic_tool_use_id(f"{turn.request_id}/msg")[len("toolu_bdrk_01") :]
+
+
+def anthropic_content(turn: Turn) -> list[dict[str, Any]]:
+    """The content blocks of an Anthropic message: thinking, text, tool uses."""
+    reply = turn.reply
+    content: list[dict[str, Any]] = []
+    if reply.reasoning is not None:
+        signature = turn.reasoning_signature
+        content.append({"type": "thinking", "thinking": reply.reasoning, "signature": signature})
+    if reply.events or not reply.tool_calls:
+        content.append({"type": "text", "text": reply.text})
+    for index, call in enumerate(reply.tool_calls):
+        content.append(
+            {
+                "type": "tool_use",
+                "id": anthropic_tool_use_id(f"{turn.request_id}/tool/{index}"),
+                "name": call.name,
+                "input": dict(call.input),
+            }
+        )
+    return content
+
+
 def _body_anthropic(turn: Turn) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "id": "msg_bdrk_" + turn.uid("msg").replace("-", "")[:24],
+        "id": anthropic_message_id(turn),
         "type": "message",
         "role": "assistant",
         "model": turn.model_name,
-        "content": [{"type": "text", "text": turn.reply.text}],
+        "content": anthropic_content(turn),
         "stop_reason": turn.stop_reason,
         "stop_sequence": None,
         "usage": anthropic_usage(turn, turn.reply.output_tokens),
@@ -117,9 +147,24 @@ def _body_cohere_embed(turn: Turn) -> dict[str, Any]:
     }
 
 
+def nova_content(turn: Turn) -> list[dict[str, Any]]:
+    reply = turn.reply
+    content: list[dict[str, Any]] = []
+    if reply.events or not reply.tool_calls:
+        content.append({"text": reply.text})
+    for index, call in enumerate(reply.tool_calls):
+        use = {
+            "name": call.name,
+            "toolUseId": nova_tool_use_id(f"{turn.request_id}/tool/{index}"),
+            "input": dict(call.input),
+        }
+        content.append({"toolUse": use})
+    return content
+
+
 def _body_nova(turn: Turn) -> dict[str, Any]:
     return {
-        "output": {"message": {"content": [{"text": turn.reply.text}], "role": "assistant"}},
+        "output": {"message": {"content": nova_content(turn), "role": "assistant"}},
         "stopReason": turn.stop_reason,
         "usage": nova_usage(turn, total=True),
     }
@@ -198,6 +243,61 @@ def _body_openai(turn: Turn) -> dict[str, Any]:
     }
 
 
+def _body_openai_completion(turn: Turn) -> dict[str, Any]:
+    """Imported models (SageMaker endpoints): the OpenAI completions shape, as recorded."""
+    choice = {"index": 0, "text": turn.reply.text, "logprobs": None,
+              "finish_reason": turn.stop_reason}
+    return {
+        "object": "text_completion",
+        "id": "",
+        "created": turn.created,
+        "model": "/opt/ml/model",
+        "system_fingerprint": "emulator",
+        "choices": [choice],
+        "usage": openai_usage(turn),
+    }
+
+
+def _j2_tokens(text: str) -> list[dict[str, Any]]:
+    tokens: list[dict[str, Any]] = []
+    for match in TOKEN_PATTERN.finditer(text):
+        generated = {"token": "\u2581" + match.group(), "logprob": -1.0, "raw_logprob": -1.0}
+        tokens.append({
+            "generatedToken": generated,
+            "topTokens": None,
+            "textRange": {"start": match.start(), "end": match.end()},
+        })
+    return tokens
+
+
+def _body_ai21_j2(turn: Turn) -> dict[str, Any]:
+    """AI21 Jurassic-2: per-token prompt and completion detail, as recorded (no usage)."""
+    prompt = str(turn.body.get("prompt", ""))
+    reason: dict[str, Any] = {"reason": turn.stop_reason}
+    if turn.reply.truncated:
+        reason["length"] = turn.reply.output_tokens
+    completion = {"data": {"text": turn.reply.text, "tokens": _j2_tokens(turn.reply.text)},
+                  "finishReason": reason}
+    return {
+        "id": 1234,
+        "prompt": {"text": prompt, "tokens": _j2_tokens(prompt)},
+        "completions": [completion],
+    }
+
+
+def _body_cohere_rerank(turn: Turn) -> dict[str, Any]:
+    """Cohere Rerank: relevance scores, best first, at most ``top_n`` (no usage anywhere)."""
+    documents = turn.body.get("documents")
+    count = len(documents) if isinstance(documents, list) else 0
+    top_n = turn.body.get("top_n")
+    limit = top_n if isinstance(top_n, int) and top_n > 0 else count
+    results = [
+        {"index": index, "relevance_score": round(0.9 / (index + 1), 7)}
+        for index in range(min(count, limit))
+    ]
+    return {"results": results}
+
+
 # Usage keys each family carries at the top level of its body (for ``omit_body_usage``).
 _BODY_USAGE_KEYS: Mapping[str, tuple[str, ...]] = {
     "anthropic": ("usage",),
@@ -207,6 +307,7 @@ _BODY_USAGE_KEYS: Mapping[str, tuple[str, ...]] = {
     "llama": ("prompt_token_count", "generation_token_count"),
     "jamba": ("usage",),
     "openai": ("usage",),
+    "openai-completion": ("usage",),
 }
 
 _BODIES: Mapping[str, Callable[[Turn], dict[str, Any]]] = {
@@ -224,12 +325,20 @@ _BODIES: Mapping[str, Callable[[Turn], dict[str, Any]]] = {
     "jamba": _body_jamba,
     "deepseek": _body_deepseek,
     "openai": _body_openai,
+    "openai-completion": _body_openai_completion,
+    "ai21-j2": _body_ai21_j2,
+    "cohere-rerank": _body_cohere_rerank,
 }
 
 
 def invoke_body(turn: Turn) -> dict[str, Any]:
     """The non-streaming InvokeModel body of ``turn.family``."""
     body = _BODIES[turn.family](turn)
+    guardrail = turn.guardrail
+    if guardrail is not None:
+        if guardrail.trace:
+            body["amazon-bedrock-trace"] = guardrail.invoke_trace(*turn.guardrail_chars())
+        body["amazon-bedrock-guardrailAction"] = guardrail.action
     if turn.omit_body_usage:
         for key in _BODY_USAGE_KEYS.get(turn.family, ()):
             body.pop(key, None)

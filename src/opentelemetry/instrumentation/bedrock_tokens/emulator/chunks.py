@@ -13,20 +13,58 @@ from typing import Any, Callable, Optional
 
 from .bodies import (
     anthropic_legacy_body,
+    anthropic_message_id,
     anthropic_usage,
     command_r_response,
     nova_usage,
     openai_usage,
 )
 from .families import Turn
-from .tokenizer import count_text_tokens
+from .tokenizer import count_text_tokens, split_pieces
+from .tools import anthropic_tool_use_id, json_pieces, nova_tool_use_id
 
 __all__ = ["invoke_stream"]
 
 
+def _anthropic_blocks(turn: Turn) -> Iterator[dict[str, Any]]:
+    reply = turn.reply
+    index = 0
+    if reply.reasoning is not None:
+        block: dict[str, Any] = {"type": "thinking", "thinking": ""}
+        yield {"type": "content_block_start", "index": index, "content_block": block}
+        for piece in split_pieces(reply.reasoning):
+            delta = {"type": "thinking_delta", "thinking": piece}
+            yield {"type": "content_block_delta", "index": index, "delta": delta}
+        delta = {"type": "signature_delta", "signature": turn.reasoning_signature}
+        yield {"type": "content_block_delta", "index": index, "delta": delta}
+        yield {"type": "content_block_stop", "index": index}
+        index += 1
+    if reply.events or not reply.tool_calls:
+        block = {"type": "text", "text": ""}
+        yield {"type": "content_block_start", "index": index, "content_block": block}
+        for piece in reply.pieces():
+            delta = {"type": "text_delta", "text": piece}
+            yield {"type": "content_block_delta", "index": index, "delta": delta}
+        yield {"type": "content_block_stop", "index": index}
+        index += 1
+    for number, call in enumerate(reply.tool_calls):
+        block = {
+            "type": "tool_use",
+            "id": anthropic_tool_use_id(f"{turn.request_id}/tool/{number}"),
+            "name": call.name,
+            "input": {},
+        }
+        yield {"type": "content_block_start", "index": index, "content_block": block}
+        for piece in ("", *json_pieces(call.input_json)):
+            delta = {"type": "input_json_delta", "partial_json": piece}
+            yield {"type": "content_block_delta", "index": index, "delta": delta}
+        yield {"type": "content_block_stop", "index": index}
+        index += 1
+
+
 def _stream_anthropic(turn: Turn) -> Iterator[dict[str, Any]]:
     message: dict[str, Any] = {
-        "id": "msg_bdrk_" + turn.uid("msg").replace("-", "")[:24],
+        "id": anthropic_message_id(turn),
         "type": "message",
         "role": "assistant",
         "model": turn.model_name,
@@ -37,11 +75,7 @@ def _stream_anthropic(turn: Turn) -> Iterator[dict[str, Any]]:
     if not turn.omit_body_usage:
         message["usage"] = anthropic_usage(turn, 1)
     yield {"type": "message_start", "message": message}
-    yield {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
-    for piece in turn.reply.pieces():
-        delta = {"type": "text_delta", "text": piece}
-        yield {"type": "content_block_delta", "index": 0, "delta": delta}
-    yield {"type": "content_block_stop", "index": 0}
+    yield from _anthropic_blocks(turn)
     final: dict[str, Any] = {
         "type": "message_delta",
         "delta": {"stop_reason": turn.stop_reason, "stop_sequence": None},
@@ -60,6 +94,14 @@ def _stream_anthropic_legacy(turn: Turn) -> Iterator[dict[str, Any]]:
 
 
 def _stream_titan_text(turn: Turn) -> Iterator[dict[str, Any]]:
+    if turn.intervened:  # one chunk, as recorded (the server adds no invocation metrics)
+        yield {
+            "outputText": turn.reply.text,
+            "index": turn.n(0),
+            "totalOutputTextTokenCount": turn.n(turn.reply.output_tokens),
+            "inputTextTokenCount": turn.n(turn.input_tokens),
+        }
+        return
     counts = not turn.omit_body_usage
     first = True
     for piece in turn.reply.pieces():
@@ -81,10 +123,22 @@ def _stream_titan_text(turn: Turn) -> Iterator[dict[str, Any]]:
 
 
 def _stream_nova(turn: Turn) -> Iterator[dict[str, Any]]:
+    reply = turn.reply
     yield {"messageStart": {"role": "assistant"}}
-    for piece in turn.reply.pieces():
-        yield {"contentBlockDelta": {"delta": {"text": piece}, "contentBlockIndex": 0}}
-    yield {"contentBlockStop": {"contentBlockIndex": 0}}
+    index = 0
+    if reply.events or not reply.tool_calls:
+        for piece in reply.pieces():
+            yield {"contentBlockDelta": {"delta": {"text": piece}, "contentBlockIndex": index}}
+        yield {"contentBlockStop": {"contentBlockIndex": index}}
+        index += 1
+    for number, call in enumerate(reply.tool_calls):
+        tool_use_id = nova_tool_use_id(f"{turn.request_id}/tool/{number}")
+        start = {"toolUse": {"toolUseId": tool_use_id, "name": call.name}}
+        yield {"contentBlockStart": {"start": start, "contentBlockIndex": index}}
+        delta = {"toolUse": {"input": call.input_json}}
+        yield {"contentBlockDelta": {"delta": delta, "contentBlockIndex": index}}
+        yield {"contentBlockStop": {"contentBlockIndex": index}}
+        index += 1
     yield {"messageStop": {"stopReason": turn.stop_reason}}
     metadata: dict[str, Any] = {}
     if not turn.omit_body_usage:
@@ -116,9 +170,15 @@ def _stream_llama(turn: Turn) -> Iterator[dict[str, Any]]:
 
 
 def _stream_cohere_command(turn: Turn) -> Iterator[dict[str, Any]]:
+    generations = turn.body.get("num_generations")
+    several = isinstance(generations, int) and generations > 1
     for piece in turn.reply.pieces():
-        yield {"text": piece, "is_finished": False}
-    yield {"is_finished": True, "finish_reason": turn.stop_reason}
+        # recorded: "index" only when several generations were asked for
+        yield {"index": 0, "is_finished": False, "text": piece} if several else {
+            "is_finished": False,
+            "text": piece,
+        }
+    yield {"finish_reason": turn.stop_reason, "is_finished": True}
 
 
 def _stream_cohere_command_r(turn: Turn) -> Iterator[dict[str, Any]]:
@@ -159,6 +219,20 @@ def _stream_chat(turn: Turn, stop_key: str, usage: bool) -> Iterator[dict[str, A
     yield final
 
 
+def _stream_openai_completion(turn: Turn) -> Iterator[dict[str, Any]]:
+    def chunk(text: str, stop: Optional[str]) -> dict[str, Any]:
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": stop}
+        return {"object": "text_completion", "id": "", "created": turn.created,
+                "model": "/opt/ml/model", "choices": [choice]}
+
+    for piece in turn.reply.pieces():
+        yield chunk(piece, None)
+    final = chunk("", turn.stop_reason)
+    if not turn.omit_body_usage:
+        final["usage"] = openai_usage(turn)
+    yield final
+
+
 def _stream_deepseek(turn: Turn) -> Iterator[dict[str, Any]]:
     for piece in turn.reply.pieces():
         yield {"choices": [{"text": piece, "stop_reason": None}]}
@@ -178,6 +252,7 @@ _STREAMS: Mapping[str, Callable[[Turn], Iterator[dict[str, Any]]]] = {
     "jamba": lambda turn: _stream_chat(turn, "finish_reason", usage=True),
     "deepseek": _stream_deepseek,
     "openai": lambda turn: _stream_chat(turn, "finish_reason", usage=True),
+    "openai-completion": _stream_openai_completion,
 }
 
 

@@ -12,6 +12,9 @@ import json
 from collections.abc import Mapping
 from typing import Any, Optional, Union
 
+from .families import TOOL_FAMILIES, family_for
+from .guardrails import converse_guardrail
+from .modelids import parse_model_id
 from .reply import Reply, build_reply
 from .scenarios import OPERATIONS, Scenario
 from .tokenizer import TextPlan, plan_converse, plan_invoke_body
@@ -25,6 +28,7 @@ __all__ = [
     "output_tokens_for",
     "parse_json_object",
     "plan_for",
+    "tools_apply",
     "validate_converse",
     "validate_invoke",
 ]
@@ -48,6 +52,9 @@ _REQUIRED: Mapping[str, tuple[tuple[str, ...], ...]] = {
     "jamba": (("messages",),),
     "deepseek": (("prompt", "messages"),),
     "openai": (("messages",),),
+    "openai-completion": (("prompt",),),
+    "ai21-j2": (("prompt",),),
+    "cohere-rerank": (("query",), ("documents",)),
 }
 
 
@@ -88,9 +95,16 @@ def validate_invoke(family: str, body: Mapping[str, Any]) -> None:
             )
 
 
-def validate_converse(request: Mapping[str, Any]) -> None:
-    """The checks the Converse API makes on ``messages`` before any model runs."""
+def validate_converse(
+    request: Mapping[str, Any], *, family: Optional[str] = None, prompt_arn: bool = False
+) -> None:
+    """The checks the Converse API makes on ``messages`` before any model runs.
+
+    A Prompt-management ARN brings its own messages: ``messages`` may be absent (variables
+    come in ``promptVariables``). Titan Text accepts consecutive user turns (recorded)."""
     messages = request.get("messages")
+    if prompt_arn and messages is None:
+        return
     if not isinstance(messages, list) or not messages:
         raise _validation(
             "A conversation must start with a user message. "
@@ -110,7 +124,7 @@ def validate_converse(request: Mapping[str, Any]) -> None:
                 "A conversation must start with a user message. "
                 "Try again with a conversation that starts with a user message."
             )
-        if role == previous:
+        if role == previous and not (family == "titan-text" and role == "user"):
             raise _validation("A conversation must alternate between user and assistant roles.")
         previous = role
         content = message.get("content")
@@ -188,14 +202,27 @@ def input_tokens_for(model_id: str, operation: str, request: RequestLike) -> int
     return plan_for(kind, body).total_tokens
 
 
+def tools_apply(kind: str, family: Optional[str]) -> bool:
+    """Whether the model can answer with tool calls: Converse always (the service translates),
+    InvokeModel for the families whose native body has tools (Anthropic Messages, Nova)."""
+    return kind == "Converse" or family in TOOL_FAMILIES
+
+
 def _reply_for(
     model_id: str, operation: str, request: RequestLike, scenario: Optional[Scenario]
 ) -> Reply:
-    del model_id
-    _kind, body = _normalise(operation, request)
-    scenario = scenario or Scenario()
+    kind, body = _normalise(operation, request)
     stream = operation in ("InvokeModelWithResponseStream", "ConverseStream")
-    return build_reply(body, scenario.output_text, scenario.stream_events if stream else None)
+    family = None if kind == "Converse" else family_for(parse_model_id(model_id).base_id, body)
+    # A Converse guardrail is in the request; an InvokeModel one is in headers, not seen here.
+    blocked = (
+        scenario is not None
+        and scenario.guardrail == "intervene"
+        and kind == "Converse"
+        and converse_guardrail(body, True) is not None
+    )
+    tools = tools_apply(kind, family)
+    return build_reply(body, scenario, stream=stream, tools=tools, blocked=blocked)
 
 
 def output_text_for(

@@ -11,17 +11,23 @@ an alias fall back to the body shape (:func:`family_from_body`).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
+from .guardrails import Guardrail, text_characters
 from .reply import Reply
 
 __all__ = [
     "EMBEDDING_FAMILIES",
     "FAMILIES",
+    "NON_STREAMING_FAMILIES",
+    "RERANK_FAMILIES",
+    "TOOL_FAMILIES",
     "Number",
     "Turn",
     "cache_capable",
@@ -46,8 +52,17 @@ FAMILIES = (
     "jamba",
     "deepseek",
     "openai",
+    "openai-completion",
+    "ai21-j2",
+    "cohere-rerank",
 )
 EMBEDDING_FAMILIES = frozenset({"titan-embed", "cohere-embed"})
+# Families without InvokeModelWithResponseStream (answered with a 400), and the rerankers,
+# which report no token counts at all (only the invocation latency header).
+NON_STREAMING_FAMILIES = EMBEDDING_FAMILIES | {"ai21-j2", "cohere-rerank"}
+RERANK_FAMILIES = frozenset({"cohere-rerank"})
+# Families whose native InvokeModel body has tools (and answers with tool calls).
+TOOL_FAMILIES = frozenset({"anthropic", "nova"})
 
 # (natural stop, stop at the max-tokens limit) per family, as each API spells them.
 _STOP: Mapping[str, tuple[str, str]] = {
@@ -63,7 +78,12 @@ _STOP: Mapping[str, tuple[str, str]] = {
     "jamba": ("stop", "length"),
     "deepseek": ("stop", "length"),
     "openai": ("stop", "length"),
+    "openai-completion": ("stop", "length"),
+    "ai21-j2": ("endoftext", "length"),
 }
+
+# Stand-in base id for imported models and SageMaker endpoints (see modelids).
+IMPORTED = "imported-model"
 
 _OLD_CLAUDE = re.compile(r"claude-(v\d|instant|3-(haiku|sonnet|opus))")
 
@@ -121,6 +141,9 @@ def family_for(base_id: Optional[str], body: Optional[Mapping[str, Any]]) -> Opt
     """
     if base_id is None:
         return family_from_body(body) if body is not None else None
+    if base_id == IMPORTED:
+        # Imported models and SageMaker endpoints answer in the OpenAI completions shape.
+        return "openai-completion" if body is None or "prompt" in body else "openai"
     vendor, _, name = base_id.partition(".")
     if vendor == "anthropic":
         if body is None:
@@ -139,6 +162,8 @@ def family_for(base_id: Optional[str], body: Optional[Mapping[str, Any]]) -> Opt
     if vendor == "cohere":
         if name.startswith("embed"):
             return "cohere-embed"
+        if name.startswith("rerank"):
+            return "cohere-rerank"
         if name.startswith("command-r"):
             return "cohere-command-r"
         return "cohere-command" if name.startswith("command") else None
@@ -149,6 +174,8 @@ def family_for(base_id: Optional[str], body: Optional[Mapping[str, Any]]) -> Opt
             return "mistral"
         return "mistral-chat" if "large-2407" in name else "mistral"
     if vendor == "ai21":
+        if name.startswith("j2-"):
+            return "ai21-j2"
         return "jamba" if name.startswith("jamba") else None
     simple = {"meta": "llama", "deepseek": "deepseek", "openai": "openai"}
     return simple.get(vendor)
@@ -179,6 +206,17 @@ class Turn:
     omit_body_usage: bool
     float_counts: bool
     created: int
+    guardrail: Optional[Guardrail] = None
+
+    @property
+    def intervened(self) -> bool:
+        return self.guardrail is not None and self.guardrail.intervened
+
+    def guardrail_chars(self) -> tuple[int, int]:
+        """Characters the guardrail assessed: the request's messages/prompt, the reply."""
+        source = {k: self.body.get(k) for k in ("system", "messages", "prompt", "inputText")}
+        output = 0 if self.intervened else len(self.reply.text)
+        return text_characters(source), output
 
     def n(self, value: int) -> Number:
         """A count as the scenario wants it on the wire (``28`` or ``28.0``)."""
@@ -186,6 +224,8 @@ class Turn:
 
     @property
     def stop_reason(self) -> str:
+        if self.reply.tool_calls:
+            return "tool_use"
         natural, limited = _STOP.get(self.family, ("end_turn", "max_tokens"))
         return limited if self.reply.truncated else natural
 
@@ -196,6 +236,12 @@ class Turn:
             return self.family
         name = self.base_id.partition(".")[2] or self.base_id
         return re.sub(r"-v\d+(:\d+)?$", "", name)
+
+    @property
+    def reasoning_signature(self) -> str:
+        """An opaque signature for the reasoning block, deterministic per request."""
+        raw = hashlib.sha256(f"{self.request_id}/reasoning".encode()).digest() * 4
+        return base64.b64encode(raw).decode("ascii")
 
     def uid(self, salt: str) -> str:
         return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.request_id}/{salt}"))

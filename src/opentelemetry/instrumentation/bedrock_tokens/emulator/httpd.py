@@ -47,9 +47,21 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], state: EmulatorState, verbose: bool) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        state: EmulatorState,
+        verbose: bool,
+        *,
+        connection_timeout: Optional[float] = 60.0,
+        backlog: int = 1024,
+    ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
+        # socketserver's default backlog of 5 drops SYNs as soon as a few dozen clients
+        # connect at once; they then wait for a retransmit (1 s, 3 s, ...) or get a reset.
+        self.request_queue_size = backlog
+        self.connection_timeout = connection_timeout
         self.state = state
         self.verbose = verbose
         self._live_lock = threading.Lock()
@@ -98,6 +110,10 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server_version
 
     def setup(self) -> None:
+        # A connection silent for this long (idle keep-alive, half a request, a reader that
+        # stopped reading) times out and is closed, and its thread ends, instead of being held
+        # forever.
+        self.request.settimeout(self.server.connection_timeout)
         super().setup()
         self.server.track(self.connection, True)
 

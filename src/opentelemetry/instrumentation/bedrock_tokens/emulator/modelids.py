@@ -58,7 +58,10 @@ def parse_model_id(model_id: str) -> ModelRef:
         return ModelRef(model_id, kind, base, geo)
     resource, rest = match.group("resource"), match.group("rest")
     if match.group("service") == "sagemaker":
-        return ModelRef(model_id, "sagemaker-" + resource, None)
+        # A SageMaker endpoint serving an imported model: no foundation model behind it.
+        return ModelRef(model_id, "sagemaker-" + resource, "imported-model")
+    if resource == "imported-model":
+        return ModelRef(model_id, resource, "imported-model")
     if resource == "foundation-model":
         return ModelRef(model_id, resource, rest)
     if resource == "inference-profile":

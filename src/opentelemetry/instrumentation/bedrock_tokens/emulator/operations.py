@@ -24,10 +24,19 @@ from .counting import (
     RequestError,
     count_tokens_target,
     parse_json_object,
+    tools_apply,
     validate_converse,
     validate_invoke,
 )
-from .families import EMBEDDING_FAMILIES, Turn, cache_capable, family_for
+from .families import (
+    EMBEDDING_FAMILIES,
+    NON_STREAMING_FAMILIES,
+    RERANK_FAMILIES,
+    Turn,
+    cache_capable,
+    family_for,
+)
+from .guardrails import converse_guardrail, invoke_guardrail
 from .modelids import ModelRef, parse_model_id
 from .profiles import PROFILE_PATH, profile_body
 from .recording import RecordedRequest, RequestLog
@@ -87,7 +96,8 @@ class Outcome:
 class EmulatorState:
     """Everything shared by the handler threads; each part guards itself with a lock."""
 
-    def __init__(self, max_requests: int = 10_000) -> None:
+    def __init__(self, max_requests: int = 10_000, *, scenario_headers: bool = False) -> None:
+        self.scenario_headers = scenario_headers
         self.scenarios = ScenarioBook()
         self.cache = PromptCache()
         self.log = RequestLog(max_requests)
@@ -220,10 +230,17 @@ def _route(method: str, target: str) -> tuple[str, str]:
 def _dispatch(state: EmulatorState, incoming: Incoming, record: _Record) -> Outcome:
     operation, model_id = _route(incoming.method, incoming.target)
     record.operation, record.model_id = operation, model_id
-    try:
-        scenario = state.scenarios.resolve(
-            model_id, operation, incoming.headers.get(SCENARIO_HEADER)
+    header = incoming.headers.get(SCENARIO_HEADER)
+    if header is not None and not state.scenario_headers:
+        raise RequestError(
+            400,
+            "ValidationException",
+            f"The {SCENARIO_HEADER} header is disabled on this emulator; start it with "
+            "BedrockEmulator(scenario_headers=True) or `bedrock-tokens emulator "
+            "--scenario-headers` to let clients choose scenarios.",
         )
+    try:
+        scenario = state.scenarios.resolve(model_id, operation, header)
     except ValueError as exc:
         raise RequestError(
             400, "ValidationException", f"Invalid {SCENARIO_HEADER}: {exc}"
@@ -281,7 +298,7 @@ def _converse_family(base: Optional[str]) -> Optional[str]:
     family = family_for(base, None)
     if base is not None and family is None:
         raise RequestError(400, "ValidationException", _INVALID_MODEL)
-    if family in EMBEDDING_FAMILIES:
+    if family in EMBEDDING_FAMILIES or family in RERANK_FAMILIES:
         raise RequestError(
             400,
             "ValidationException",
@@ -292,11 +309,14 @@ def _converse_family(base: Optional[str]) -> Optional[str]:
 
 
 def _cache_counts(
-    state: EmulatorState, capable: bool, model_id: str, plan: TextPlan
+    state: EmulatorState, capable: bool, api: str, model_id: str, plan: TextPlan
 ) -> tuple[int, int]:
+    """Cache read/write for a request. Entries are per model and API (a Converse prefix is
+    not an InvokeModel one: the service renders them differently) and per prefix, which
+    includes where each text sits (tools, system or messages)."""
     if not capable:
         return 0, 0
-    return state.cache.lookup_and_store(model_id, plan.prefixes)
+    return state.cache.lookup_and_store(f"{api}\x00{model_id}", plan.prefixes)
 
 
 def _make_turn(
@@ -309,8 +329,17 @@ def _make_turn(
     cache_reported: bool,
     scenario: Scenario,
     stream: bool,
+    kind: str,
 ) -> Turn:
     read, write = cache
+    intervene = scenario.guardrail == "intervene"
+    if kind == "Converse":
+        guardrail = converse_guardrail(body, intervene)
+    else:
+        guardrail = invoke_guardrail(incoming.headers, intervene)
+    blocked = guardrail is not None and guardrail.intervened
+    # An intervened Titan Text answer reports its counts as floats (as recorded).
+    floats = scenario.float_counts or (blocked and family == "titan-text")
     return Turn(
         request_id=incoming.request_id,
         base_id=base,
@@ -320,10 +349,13 @@ def _make_turn(
         cache_read=read,
         cache_write=write,
         cache_reported=cache_reported,
-        reply=build_reply(body, scenario.output_text, scenario.stream_events if stream else None),
+        reply=build_reply(
+            body, scenario, stream=stream, tools=tools_apply(kind, family), blocked=blocked
+        ),
         omit_body_usage=scenario.omit_body_usage,
-        float_counts=scenario.float_counts,
+        float_counts=floats,
         created=int(time.time()),
+        guardrail=guardrail,
     )
 
 
@@ -340,18 +372,24 @@ def _invoke(
     family = _invoke_family(base, body, model_id)
     stream = operation == "InvokeModelWithResponseStream"
     embedding = family in EMBEDDING_FAMILIES
-    if stream and embedding:
+    rerank = family in RERANK_FAMILIES
+    if stream and family in NON_STREAMING_FAMILIES:
         raise RequestError(400, "ValidationException", "The model is unsupported for streaming.")
     plan = plan_invoke_body(body)
     capable = cache_capable(family, base)
-    cache = _cache_counts(state, capable, model_id, plan)
-    turn = _make_turn(incoming, base, family, body, plan, cache, capable, scenario, stream)
-    out = None if embedding else turn.reply.output_tokens
+    cache = _cache_counts(state, capable, "InvokeModel", model_id, plan)
+    # Nova reports its cache counts on every InvokeModel answer (0 without caching); Claude
+    # only when the request asked for caching (cache_control), as the recordings show.
+    reported = capable and (family == "nova" or bool(plan.prefixes))
+    turn = _make_turn(
+        incoming, base, family, body, plan, cache, reported, scenario, stream, "InvokeModel"
+    )
+    out = None if embedding or rerank else turn.reply.output_tokens
     record.usage = (
-        turn.input_tokens,
+        None if rerank else turn.input_tokens,
         out,
-        turn.cache_read if capable else None,
-        turn.cache_write if capable else None,
+        turn.cache_read if reported else None,
+        turn.cache_write if reported else None,
     )
     echo = [
         (name, incoming.headers[name.lower()])
@@ -372,19 +410,22 @@ def _invoke(
             headers,
             frames=invoke_frames(turn, scenario, incoming.started, first_byte, state.sleep),
         )
-    raw = json_bytes(invoke_body(turn))
+    body_out = invoke_body(turn)
+    if family == "jamba":  # recorded: Jamba bodies end with the request duration
+        body_out["meta"] = {"requestDurationMillis": ms_since(incoming.started)}
+    raw = json_bytes(body_out)
     headers = [
         ("Content-Type", "application/json"),
         ("x-amzn-RequestId", incoming.request_id),
         ("X-Amzn-Bedrock-Invocation-Latency", str(ms_since(incoming.started))),
     ]
-    if not scenario.omit_token_headers:
+    if not scenario.omit_token_headers and not rerank:
         if out is not None:
             headers.append(("X-Amzn-Bedrock-Output-Token-Count", _count_header(out, scenario)))
         headers.append(
             ("X-Amzn-Bedrock-Input-Token-Count", _count_header(turn.input_tokens, scenario))
         )
-        if capable:
+        if reported:
             headers.append(
                 (
                     "X-Amzn-Bedrock-Cache-Read-Input-Token-Count",
@@ -412,16 +453,25 @@ def _converse(
     operation: str,
 ) -> Outcome:
     request = parse_json_object(incoming.body)
-    validate_converse(request)
-    _ref, base = _resolve(state, model_id)
+    ref, base = _resolve(state, model_id)
     family = _converse_family(base)
+    validate_converse(request, family=family, prompt_arn=ref.kind == "prompt")
     stream = operation == "ConverseStream"
     plan = plan_converse(request)
     capable = cache_capable(family, base)
-    cache = _cache_counts(state, capable, model_id, plan)
+    cache = _cache_counts(state, capable, "Converse", model_id, plan)
     reported = capable and bool(plan.prefixes)
     turn = _make_turn(
-        incoming, base, family or "converse", request, plan, cache, reported, scenario, stream
+        incoming,
+        base,
+        family or "converse",
+        request,
+        plan,
+        cache,
+        reported,
+        scenario,
+        stream,
+        "Converse",
     )
     record.usage = (
         turn.input_tokens,

@@ -99,6 +99,7 @@ STREAM_EXCEPTIONS = frozenset(
 )
 
 _COUNT_TOKENS_MODES = frozenset({"ok", "unsupported", "forbidden"})
+_TOOL_USE_MODES = frozenset({"auto", "always", "never"})
 
 
 def error_code_for_status(status: int) -> str:
@@ -148,6 +149,15 @@ class Scenario:
     # Number of content delta events in a stream (generated lazily).
     stream_events: Optional[int] = None
     output_text: Optional[str] = None
+    # Length of the default reply in words (cycled from DEFAULT_REPLY).
+    reply_words: Optional[int] = None
+    # Tool use: "auto" (the documented policy), "always" or "never"; which tool; its input.
+    tool_use: str = "auto"
+    tool_name: Optional[str] = None
+    tool_input: Optional[Mapping[str, Any]] = None
+    # Guardrails: "intervene" makes the request's guardrail block the input; whether a trace
+    # is sent is the request's own choice (guardrailConfig.trace, X-Amzn-Bedrock-Trace).
+    guardrail: Optional[str] = None
     # Restrict the scenario to these operations; others behave as if it were not set.
     operations: Optional[tuple[str, ...]] = field(default=None)
 
@@ -166,7 +176,19 @@ class Scenario:
             )
         if self.count_tokens not in _COUNT_TOKENS_MODES:
             raise ValueError(f"count_tokens must be one of {sorted(_COUNT_TOKENS_MODES)}")
-        for name in ("stream_exception_after", "drop_after", "corrupt_crc_at", "stream_events"):
+        if self.tool_use not in _TOOL_USE_MODES:
+            raise ValueError(f"tool_use must be one of {sorted(_TOOL_USE_MODES)}")
+        if self.tool_input is not None and not isinstance(self.tool_input, Mapping):
+            raise ValueError("tool_input must be a JSON object")
+        if self.guardrail not in (None, "intervene"):
+            raise ValueError("guardrail must be None or 'intervene'")
+        for name in (
+            "stream_exception_after",
+            "drop_after",
+            "corrupt_crc_at",
+            "stream_events",
+            "reply_words",
+        ):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise ValueError(f"{name} must be a non-negative integer")

@@ -6,6 +6,9 @@ owns one server thread and the shared state, and forwards the control calls to t
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import socket
 import threading
 from types import TracebackType
 from typing import Any, Optional
@@ -16,7 +19,22 @@ from .operations import EmulatorState
 from .recording import RecordedRequest
 from .scenarios import Scenario
 
-__all__ = ["BedrockEmulator"]
+__all__ = ["BedrockEmulator", "is_loopback_host"]
+
+_log = logging.getLogger(__name__)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when every address ``host`` names is a loopback address (127.0.0.0/8, ::1)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
 
 
 class BedrockEmulator:
@@ -25,6 +43,12 @@ class BedrockEmulator:
     Use as a context manager (``with BedrockEmulator() as emu: ...``) or call :meth:`start` /
     :meth:`stop`. It binds ``127.0.0.1`` on a free port unless told otherwise and serves every
     request on its own thread. All public methods are thread-safe.
+
+    ``scenario_headers`` lets clients choose a scenario per request with the
+    ``x-bedrock-emulator-scenario`` header (delays, errors...); off by default, since any client
+    that can reach the port could then hold threads or break answers. ``connection_timeout`` is
+    how long a connection may stay silent (idle keep-alive, a half-sent request, a client that
+    stops reading) before the emulator closes it. ``backlog`` is the listen queue length.
     """
 
     def __init__(
@@ -34,11 +58,18 @@ class BedrockEmulator:
         *,
         max_recorded_requests: int = 10_000,
         verbose: bool = False,
+        scenario_headers: bool = False,
+        connection_timeout: Optional[float] = 60.0,
+        backlog: int = 1024,
     ) -> None:
+        if connection_timeout is not None and connection_timeout <= 0:
+            raise ValueError("connection_timeout must be positive (or None for no timeout)")
         self._host = host
         self._port = port
         self._verbose = verbose
-        self._state = EmulatorState(max_recorded_requests)
+        self._connection_timeout = connection_timeout
+        self._backlog = backlog
+        self._state = EmulatorState(max_recorded_requests, scenario_headers=scenario_headers)
         self._server: Optional[EmulatorHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
 
@@ -49,8 +80,22 @@ class BedrockEmulator:
         if self._server is not None:
             raise RuntimeError("BedrockEmulator is already running")
         self._state.stopping.clear()
-        server = EmulatorHTTPServer((self._host, self._port), self._state, self._verbose)
+        server = EmulatorHTTPServer(
+            (self._host, self._port),
+            self._state,
+            self._verbose,
+            connection_timeout=self._connection_timeout,
+            backlog=self._backlog,
+        )
         self._server = server
+        if not is_loopback_host(self._host):
+            _log.warning(
+                "Bedrock emulator: %s is not a loopback address; anything that can reach "
+                "port %d can use this emulator (it checks no credentials). It is meant for "
+                "tests and demos on one machine.",
+                self._host,
+                self.port,
+            )
         self._thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -97,6 +142,11 @@ class BedrockEmulator:
     @property
     def running(self) -> bool:
         return self._server is not None
+
+    @property
+    def scenario_headers(self) -> bool:
+        """Whether the ``x-bedrock-emulator-scenario`` request header is honoured."""
+        return self._state.scenario_headers
 
     @property
     def host(self) -> str:

@@ -75,17 +75,29 @@ def invoke_frames(
 ) -> Iterator[Frame]:
     """The ``chunk`` frames of InvokeModelWithResponseStream; metrics on the last chunk."""
 
+    guardrail = turn.guardrail
+    with_metrics = not scenario.omit_invocation_metrics
+    if turn.intervened and turn.family == "titan-text":
+        with_metrics = False  # the recorded intervened Titan stream has none
+    padded = turn.family != "cohere-command"  # recorded Cohere Command chunks have no "p"
+
     def makers() -> Iterator[_FrameMaker]:
         for chunk, last in _with_last(invoke_stream(turn)):
 
             def make(corrupt: bool, chunk: dict[str, Any] = chunk, last: bool = last) -> bytes:
-                if last and not scenario.omit_invocation_metrics:
+                if guardrail is not None:
+                    if last and guardrail.trace:
+                        trace = guardrail.invoke_trace(*turn.guardrail_chars())
+                        chunk["amazon-bedrock-trace"] = trace
+                    chunk["amazon-bedrock-guardrailAction"] = guardrail.action
+                if last and with_metrics:
                     metrics = _invocation_metrics(turn, started, first_byte)
                     chunk["amazon-bedrock-invocationMetrics"] = metrics
                 inner = json_bytes(chunk)
                 if scenario.malformed_body:
                     inner = malformed(inner)
-                return eventstream.chunk_frame(inner, _padding(), corrupt_crc=corrupt)
+                padding = _padding() if padded else None
+                return eventstream.chunk_frame(inner, padding, corrupt_crc=corrupt)
 
             yield make
 

@@ -66,7 +66,15 @@ class CachePoint:
     """End of a cacheable prefix (Converse ``cachePoint``, Anthropic ``cache_control``)."""
 
 
-Segment = Union[str, CachePoint]
+@dataclass(frozen=True)
+class Section:
+    """Start of a top-level request part (``system``, ``messages``...): enters the prefix
+    digest, so the same text in another part is another prefix. Counts nothing."""
+
+    name: str
+
+
+Segment = Union[str, CachePoint, Section]
 
 # Keys whose values are structure, identifiers or binary data, never prompt text.
 _SKIP_KEYS = frozenset(
@@ -110,7 +118,7 @@ _INVOKE_TEXT_KEYS = (
     "inputText",
     "texts",
 )
-_CONVERSE_TEXT_KEYS = ("toolConfig", "system", "messages")
+_CONVERSE_TEXT_KEYS = ("toolConfig", "system", "messages", "promptVariables")
 
 
 def _walk(value: Any) -> Iterator[Segment]:
@@ -149,6 +157,8 @@ def _plan(segments: Iterator[Segment]) -> TextPlan:
     for segment in segments:
         if isinstance(segment, CachePoint):
             prefixes.append((total, digest.hexdigest()))
+        elif isinstance(segment, Section):
+            digest.update(b"\x01" + segment.name.encode("ascii") + b"\x01")
         else:
             total += count_text_tokens(segment)
             digest.update(segment.encode("utf-8", "surrogatepass") + b"\x00")
@@ -161,6 +171,7 @@ def plan_invoke_body(body: Mapping[str, Any]) -> TextPlan:
     def segments() -> Iterator[Segment]:
         for key in _INVOKE_TEXT_KEYS:
             if key in body:
+                yield Section(key)
                 yield from _walk(body[key])
 
     return _plan(segments())
@@ -172,6 +183,7 @@ def plan_converse(request: Mapping[str, Any]) -> TextPlan:
     def segments() -> Iterator[Segment]:
         for key in _CONVERSE_TEXT_KEYS:
             if key in request:
+                yield Section(key)
                 yield from _walk(request[key])
 
     return _plan(segments())
