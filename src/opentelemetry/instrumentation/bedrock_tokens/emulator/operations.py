@@ -30,6 +30,7 @@ from .counting import (
 )
 from .families import (
     EMBEDDING_FAMILIES,
+    IMAGE_FAMILIES,
     NON_STREAMING_FAMILIES,
     RERANK_FAMILIES,
     Turn,
@@ -298,7 +299,7 @@ def _converse_family(base: Optional[str]) -> Optional[str]:
     family = family_for(base, None)
     if base is not None and family is None:
         raise RequestError(400, "ValidationException", _INVALID_MODEL)
-    if family in EMBEDDING_FAMILIES or family in RERANK_FAMILIES:
+    if family in EMBEDDING_FAMILIES or family in RERANK_FAMILIES or family in IMAGE_FAMILIES:
         raise RequestError(
             400,
             "ValidationException",
@@ -372,7 +373,7 @@ def _invoke(
     family = _invoke_family(base, body, model_id)
     stream = operation == "InvokeModelWithResponseStream"
     embedding = family in EMBEDDING_FAMILIES
-    rerank = family in RERANK_FAMILIES
+    rerank = family in RERANK_FAMILIES or family in IMAGE_FAMILIES  # no counts at all
     if stream and family in NON_STREAMING_FAMILIES:
         raise RequestError(400, "ValidationException", "The model is unsupported for streaming.")
     plan = plan_invoke_body(body)
