@@ -44,7 +44,7 @@ def test_healthy_setup_has_no_problem(clean_env: Any, capsys: pytest.CaptureFixt
     assert "[ok] instrumentation: bedrock_tokens is active" in out
     assert "[ok] conflicts: contrib botocore is active; its Bedrock extension is neutralised" in out
     assert "0 problem(s)" in out
-    assert "botocore" in out and "<2,>=1.34.116" in out and "OUT OF RANGE" not in out
+    assert "botocore" in out and "<2,>=1.40.14" in out and "OUT OF RANGE" not in out
 
 
 def test_reports_a_bad_setting_and_the_contrib_conflict(

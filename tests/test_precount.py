@@ -377,21 +377,28 @@ def test_access_denied_disables_the_client_with_one_warning(
     assert all(s.status.status_code is StatusCode.UNSET for s in call_spans(bedrock_telemetry))
 
 
-def test_throttling_skips_only_that_pre_count(
+def test_throttling_backs_off_that_model_then_counts_again(
     precount: Any, bedrock_client: Any, bedrock_emulator: Any, bedrock_telemetry: Any,
 ) -> None:
     bedrock_emulator.push_scenario(Scenario(error_status=429, operations=COUNT_ONLY))
-    precount("blocking")
-    call(bedrock_client, "Converse")
-    call(bedrock_client, "Converse")
+    precount("blocking", precount_backoff=0.3)
+    call(bedrock_client, "Converse")  # throttled: the back-off starts
+    call(bedrock_client, "Converse")  # within it: not pre-counted, and says why
+    time.sleep(0.35)
+    call(bedrock_client, "Converse")  # after it: pre-counted again
 
     assert len(seen(bedrock_emulator, "CountTokens")) == 2
     throttled, ok = count_spans(bedrock_telemetry)
     assert throttled.attributes[names.ERROR_TYPE] == "ThrottlingException"
     assert names.ERROR_TYPE not in ok.attributes
-    first, second = call_spans(bedrock_telemetry)
+    first, skipped, third = call_spans(bedrock_telemetry)
     assert names.AWS_BEDROCK_COUNT_TOKENS_INPUT_TOKENS not in first.attributes
-    assert names.AWS_BEDROCK_COUNT_TOKENS_INPUT_TOKENS in second.attributes
+    assert names.AWS_BEDROCK_COUNT_TOKENS_SKIPPED not in first.attributes
+    assert skipped.attributes[names.AWS_BEDROCK_COUNT_TOKENS_SKIPPED] == names.SKIPPED_BACKOFF
+    assert names.AWS_BEDROCK_COUNT_TOKENS_INPUT_TOKENS not in skipped.attributes
+    assert names.AWS_BEDROCK_COUNT_TOKENS_INPUT_TOKENS in third.attributes
+    assert bedrock_telemetry.counter_value(
+        names.METRIC_PRECOUNT_SKIPPED, aws__bedrock__count_tokens__skipped="backoff") == 1
 
 
 @pytest.mark.parametrize("mode", ["blocking", "background"])
@@ -489,8 +496,10 @@ def test_full_queue_drops_and_counts_never_blocks(
         entered.set()
         gate.wait(5.0)
 
-    counter = precount(
-        mode, precount_workers=1, precount_queue_size=1, precount_timeout=0.02)
+    # (a back-off too short to matter: blocking mode would otherwise stop pre-counting after
+    # the first count outlived its budget, and nothing would queue)
+    counter = precount(mode, precount_workers=1, precount_queue_size=1, precount_timeout=0.02,
+                       precount_backoff=1e-6)
     bedrock_client.meta.events.register("before-send.bedrock-runtime.CountTokens", occupy_worker)
     call(bedrock_client, "Converse")  # its pre-count occupies the only worker...
     assert entered.wait(5.0)

@@ -16,6 +16,7 @@ from opentelemetry.instrumentation.bedrock_tokens.emulator import (
     input_tokens_for,
 )
 
+from ..floor import needs_botocore_member
 from .support import FAMILIES, MAX, PROMPT, REPLY_TOKENS, converse_messages, raw_request
 
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
@@ -179,6 +180,7 @@ def test_count_tokens_invoke_body_equals_invoke_input(name: str, bedrock_client:
     assert counted["inputTokens"] == input_tokens_for(family.model_id, "InvokeModel", family.raw())
 
 
+@needs_botocore_member("CountTokens", "input", "converse", "toolConfig")
 def test_count_tokens_converse_equals_converse_input(bedrock_client: Any) -> None:
     request: dict[str, Any] = {
         "messages": [

@@ -212,8 +212,12 @@ def test_connection_drop_non_stream(bedrock_client: Any, bedrock_emulator: Bedro
     response = _calls(bedrock_client)["InvokeModel"]()
     with pytest.raises(botocore.exceptions.ResponseStreamingError):
         response["body"].read()
-    result = _calls(bedrock_client)["Converse"]()
-    assert "usage" not in result and "output" not in result
+    try:
+        result = _calls(bedrock_client)["Converse"]()
+    except botocore.exceptions.ConnectionClosedError:
+        pass  # botocore 1.40 (the floor) reads the whole body first and reports the cut
+    else:
+        assert "usage" not in result and "output" not in result
 
 
 @pytest.mark.parametrize("operation", ["InvokeModelWithResponseStream", "ConverseStream"])

@@ -14,6 +14,7 @@ from opentelemetry.instrumentation.bedrock_tokens.emulator import (
     count_text_tokens,
 )
 
+from ..floor import needs_botocore_member
 from .support import FAMILIES, REPLY_TOKENS, body_usage, reply_text
 
 
@@ -217,6 +218,7 @@ def test_malformed_body(bedrock_client: Any, bedrock_emulator: BedrockEmulator) 
     assert int(headers["x-amzn-bedrock-input-token-count"]) == family.input_tokens
 
 
+@needs_botocore_member("InvokeModel", "serviceTier")
 def test_request_headers_defaults_and_echo(
     bedrock_client: Any, bedrock_emulator: BedrockEmulator
 ) -> None:

@@ -23,6 +23,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from importlib.metadata import version
 from typing import Any, Callable, Optional
 
@@ -43,6 +44,64 @@ WRITE_DOC = os.environ.get("BEDROCK_TOKENS_WRITE_RELIABILITY", "").strip().lower
 # Figures measured by this run (concurrency, leaks, shutdown): printed in the summary and, with
 # BEDROCK_TOKENS_WRITE_RELIABILITY=1, written to RELIABILITY.md.
 FIGURES: dict[str, str] = {}
+
+
+# For scripts run in a subprocess (shutdown, fork): SDK exporters that append every span and
+# metric point, as one JSON line with the writing process's id, to the file ``out_path``.
+JSONL_EXPORTERS = r'''
+import json as _json, os as _os
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+def write(record):
+    with open(out_path, "a") as out:
+        out.write(_json.dumps(dict(record, pid=_os.getpid()), default=list) + "\n")
+
+class Spans(SpanExporter):
+    def export(self, spans):
+        for span in spans:
+            write({"span": span.name, "id": span.context.span_id,
+                   "attributes": dict(span.attributes)})
+        return SpanExportResult.SUCCESS
+
+class Metrics(MetricExporter):
+    def __init__(self):
+        super().__init__(preferred_temporality=None, preferred_aggregation=None)
+    def export(self, metrics_data, timeout_millis=10_000, **kwargs):
+        for rm in metrics_data.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    for p in metric.data.data_points:
+                        write({"metric": metric.name, "attributes": dict(p.attributes),
+                               "count": getattr(p, "count", None),
+                               "sum": getattr(p, "sum", None)})
+        return MetricExportResult.SUCCESS
+    def force_flush(self, timeout_millis=10_000):
+        return True
+    def shutdown(self, timeout_millis=30_000, **kwargs):
+        pass
+
+def instrument(span_processor, **options):
+    """Providers first, as an application does (their exit handlers run after ours)."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.instrumentation.bedrock_tokens import BedrockTokensInstrumentor
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(span_processor)
+    meter_provider = MeterProvider(metric_readers=[PeriodicExportingMetricReader(
+        Metrics(), export_interval_millis=3_600_000)])
+    BedrockTokensInstrumentor().instrument(tracer_provider=tracer_provider,
+                                           meter_provider=meter_provider, **options)
+
+def emulator_client(endpoint):
+    import boto3
+    from botocore.config import Config
+    return boto3.client("bedrock-runtime", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="x", aws_secret_access_key="x",
+                        config=Config(retries={"total_max_attempts": 1},
+                                      signature_version="v4", proxies={}))
+'''
 
 
 def figure(key: str, value: str) -> None:
@@ -69,8 +128,10 @@ MODES = ("off", "blocking", "background")
 # -- the oracle ---------------------------------------------------------------------------------
 def exact_count(value: Any) -> Optional[int]:
     """The exact token count a value stands for, or None: the contract of ARCHITECTURE.md
-    ("non-negative integral values only", 64-bit), written independently of ``usage.to_count``
-    so that a broken parser cannot agree with itself."""
+    ("non-negative integral values only", 64-bit; what the service sends, nothing more),
+    written independently of ``usage.to_count`` so that a broken parser cannot agree with
+    itself. A float (or a decimal-point string) stands for an integer only up to 2**53, where
+    floats stop telling neighbouring integers apart; no sign, no exponent, ASCII digits only."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -78,18 +139,18 @@ def exact_count(value: Any) -> Optional[int]:
     if isinstance(value, float):
         if not math.isfinite(value) or value < 0 or value != math.floor(value):
             return None
-        return exact_count(int(value))
+        return int(value) if value <= 2**53 else None
     if isinstance(value, (bytes, str)):
         text = value.decode("latin-1") if isinstance(value, bytes) else value
         text = text.strip()
-        if not text or not text.isascii() or "_" in text:
+        whole, dot, fraction = text.partition(".")
+        digits = set("0123456789")
+        if not whole or not set(whole) <= digits or (dot and not fraction):
             return None
-        for parse in (int, float):
-            try:
-                return exact_count(parse(text))
-            except ValueError:
-                continue
-        return None
+        if dot and (not set(fraction) <= digits or set(fraction) != {"0"}
+                    or Decimal(whole) > 2**53):
+            return None
+        return exact_count(int(whole))
     return None
 
 

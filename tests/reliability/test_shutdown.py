@@ -16,7 +16,7 @@ from typing import Any
 from opentelemetry.instrumentation.bedrock_tokens import names
 from opentelemetry.instrumentation.bedrock_tokens.emulator import BedrockEmulator, Scenario
 
-from .support import CLAUDE, figure
+from .support import CLAUDE, JSONL_EXPORTERS, figure
 
 SLOW_STREAM_MODEL = "amazon.nova-micro-v1:0"
 # Far longer than the subprocess may take: a process waiting for these never exits in time.
@@ -25,54 +25,12 @@ EXIT_BOUND = 60.0  # a hang detector, not a performance figure
 
 APP = r'''
 import json, sys, threading
-import boto3
-from botocore.config import Config
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import (
-    MetricExporter, MetricExportResult, PeriodicExportingMetricReader)
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.instrumentation.bedrock_tokens import BedrockTokensInstrumentor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 endpoint, out_path, claude, slow_model = sys.argv[1:5]
-out = open(out_path, "a", buffering=1)
-
-class Spans(SpanExporter):
-    def export(self, spans):
-        for span in spans:
-            out.write(json.dumps({"span": span.name, "attributes": dict(span.attributes)},
-                                 default=list) + "\n")
-        return SpanExportResult.SUCCESS
-
-class Metrics(MetricExporter):
-    def __init__(self):
-        super().__init__(preferred_temporality=None, preferred_aggregation=None)
-    def export(self, metrics_data, timeout_millis=10_000, **kwargs):
-        for rm in metrics_data.resource_metrics:
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    for p in metric.data.data_points:
-                        out.write(json.dumps({"metric": metric.name,
-                                              "attributes": dict(p.attributes),
-                                              "count": getattr(p, "count", None),
-                                              "sum": getattr(p, "sum", None)}) + "\n")
-        return MetricExportResult.SUCCESS
-    def force_flush(self, timeout_millis=10_000):
-        return True
-    def shutdown(self, timeout_millis=30_000, **kwargs):
-        pass
-
-# Providers first, as an application does: their exit handlers run after ours.
-tracer_provider = TracerProvider()
-tracer_provider.add_span_processor(BatchSpanProcessor(Spans(), schedule_delay_millis=600_000))
-meter_provider = MeterProvider(metric_readers=[PeriodicExportingMetricReader(
-    Metrics(), export_interval_millis=3_600_000)])
-BedrockTokensInstrumentor().instrument(tracer_provider=tracer_provider,
-                                       meter_provider=meter_provider, precount="background")
-client = boto3.client("bedrock-runtime", endpoint_url=endpoint, region_name="us-east-1",
-                      aws_access_key_id="x", aws_secret_access_key="x",
-                      config=Config(retries={"total_max_attempts": 1}, signature_version="v4",
-                                    proxies={}))
+''' + JSONL_EXPORTERS + r'''
+instrument(BatchSpanProcessor(Spans(), schedule_delay_millis=600_000), precount="background")
+client = emulator_client(endpoint)
 messages = [{"role": "user", "content": [{"text": "Shut down with this in flight."}]}]
 
 client.converse(modelId=claude, messages=messages)                      # finished

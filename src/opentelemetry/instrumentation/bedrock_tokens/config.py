@@ -45,6 +45,8 @@ class Settings:
     precount_timeout: float = 0.25
     precount_workers: int = 2
     precount_queue_size: int = 64
+    precount_backoff: float = 30.0
+    precount_unsampled: bool = False
     precount_hook: Optional[PrecountHook] = None
     # OTEL_SEMCONV_STABILITY_OPT_IN contains gen_ai_latest_experimental
     semconv_latest: bool = False
@@ -167,6 +169,12 @@ SETTINGS: tuple[_Spec, ...] = (
     _Spec("precount_workers", _positive_int, "Worker threads that run pre-counts (both modes)."),
     _Spec("precount_queue_size", _positive_int,
           "Background mode: pending pre-counts before new ones are dropped."),
+    _Spec("precount_backoff", _positive_float,
+          "Seconds a model and endpoint are not pre-counted after CountTokens was throttled or "
+          "timed out (or, blocking mode, outlived its budget)."),
+    _Spec("precount_unsampled", _bool,
+          "Also pre-count calls whose span is not sampled, so the drift metric covers every "
+          "call (costs a CountTokens request per call)."),
     _Spec("prices", _path,
           "Path of a price table (JSON, USD per million tokens): aws.bedrock.usage.cost and "
           "the cost metric. The keyword also takes the table itself."),

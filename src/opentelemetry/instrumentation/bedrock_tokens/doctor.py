@@ -22,6 +22,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -217,7 +218,7 @@ def _describe_exporter(exporter: Any) -> dict[str, Any]:
     found: dict[str, Any] = {"class": f"{cls.__module__}.{cls.__qualname__}"}
     endpoint = getattr(exporter, "_endpoint", None)
     if isinstance(endpoint, str):
-        found["endpoint"] = endpoint
+        found["endpoint"] = redact_url(endpoint)
     found["headers"] = _header_names(exporter)
     return found
 
@@ -659,13 +660,25 @@ def _findings(
 
 
 # -- output ----------------------------------------------------------------------------------------
+# user:password@ in a URL (with or without a scheme): the part before "@" in the authority.
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)?[^/?#@\s]*@")
+
+
+def redact_url(url: str) -> str:
+    """A URL without its userinfo (``https://user:pw@host`` -> ``https://<redacted>@host``)."""
+    return _USERINFO.sub(lambda m: f"{m['scheme'] or ''}<redacted>@", url.strip(), count=1)
+
+
 def _redact(name: str, value: str) -> str:
-    """Environment values shown without secrets: headers keep their names only."""
-    if "HEADERS" in name:
+    """Environment values shown without secrets: headers and resource attributes keep their
+    keys only, endpoints lose their userinfo."""
+    if "HEADERS" in name or name.endswith("RESOURCE_ATTRIBUTES"):
         return ",".join(part.split("=", 1)[0].strip() + "=<redacted>"
                         for part in value.split(",") if part.strip())
     if _SECRET_WORDS.intersection(name.upper().split("_")):
         return "<redacted>"
+    if name.endswith("ENDPOINT"):
+        return redact_url(value)
     return value
 
 

@@ -85,6 +85,10 @@ AWS_BEDROCK_COUNT_TOKENS_DIRECTION: Final = "aws.bedrock.count_tokens.direction"
 DIRECTION_OVER: Final = "over"
 DIRECTION_UNDER: Final = "under"
 DIRECTION_EXACT: Final = "exact"
+# On the invocation span: why no pre-count was made for it. backoff: CountTokens was throttled
+# or timed out for this model and endpoint recently, so pre-counting it pauses for a while.
+AWS_BEDROCK_COUNT_TOKENS_SKIPPED: Final = "aws.bedrock.count_tokens.skipped"
+SKIPPED_BACKOFF: Final = "backoff"
 # Link attribute saying what a link between a count span and an invocation span means.
 AWS_BEDROCK_LINK_RELATION: Final = "aws.bedrock.link.relation"
 LINK_RELATION_PRECOUNT: Final = "precount"  # on the invocation span: link to its count span
@@ -117,6 +121,8 @@ METRIC_OPERATION_INPUT_TOKENS: Final = "gen_ai.client.inference.operation.input_
 METRIC_OPERATION_OUTPUT_TOKENS: Final = "gen_ai.client.inference.operation.output_tokens"
 METRIC_COUNT_TOKENS_DRIFT: Final = "aws.bedrock.count_tokens.drift"
 METRIC_PRECOUNT_DROPPED: Final = "aws.bedrock.count_tokens.dropped"
+# Pre-counts not attempted because CountTokens is backing off (throttled or timed out).
+METRIC_PRECOUNT_SKIPPED: Final = "aws.bedrock.count_tokens.skipped"
 
 UNIT_TOKEN: Final = "{token}"
 UNIT_SECONDS: Final = "s"

@@ -37,6 +37,7 @@ from .models import UNKNOWN, ModelInfo, parse_model_id
 from .record import CallRecord
 from .streams import wrap_stream
 from .telemetry import Telemetry
+from .text import clean_attributes, clean_id
 from .usage import Usage, from_converse, from_headers, merge, to_count
 
 _logger = logging.getLogger(__name__)
@@ -44,6 +45,10 @@ _logger = logging.getLogger(__name__)
 SERVICE = "bedrock-runtime"
 _MAX_PARSED_REQUEST = 256 * 1024  # larger InvokeModel bodies are not parsed for attributes
 _BODY_CHUNK = 64 * 1024
+# The most of an InvokeModel response body ever held for parsing. A larger body (an image
+# model's, say) is left to the user untouched when its length says so up front, or handed back
+# as the part read followed by the rest of the live stream; either way it is not parsed.
+MAX_PARSED_RESPONSE = 1024 * 1024
 
 # Set in the context by our own internal calls (pre-count) so the wrapper lets them through.
 INTERNAL_CALL_KEY = context.create_key("bedrock-tokens-internal-call")
@@ -76,6 +81,7 @@ class Request(NamedTuple):
     attributes: dict[str, Any]
     address: Optional[str]
     port: Optional[int]
+    raw_model: str = ""  # the modelId as the user passed it (model: cleaned for telemetry)
 
 
 class Estimate(NamedTuple):
@@ -83,6 +89,7 @@ class Estimate(NamedTuple):
 
     tokens: Optional[int]
     span_context: Optional[trace.SpanContext]
+    skipped: Optional[str] = None  # why no pre-count was made (names.SKIPPED_*)
 
 
 class Precounter(Protocol):
@@ -143,11 +150,18 @@ class _Replay(io.RawIOBase):
     reads give b"", as the spent original would, and botocore's own length check reports what
     it reports without us."""
 
-    def __init__(self, data: bytes, error: Optional[BaseException], whole_only: bool) -> None:
+    def __init__(
+        self,
+        data: bytes,
+        error: Optional[BaseException],
+        whole_only: bool,
+        rest: Any = None,
+    ) -> None:
         super().__init__()
         self._data = io.BytesIO(data)
         self._error = error
         self._whole_only = whole_only
+        self._rest = rest  # the live raw stream the bytes were read from, when not all were
 
     def readable(self) -> bool:
         return True
@@ -159,6 +173,18 @@ class _Replay(io.RawIOBase):
 
     def read(self, amt: Optional[int] = None) -> bytes:
         whole = amt is None or amt < 0
+        if self._rest is not None:  # the prefix, then the live stream, as one stream
+            chunk = self._data.read(None if whole else amt)
+            if whole:  # in pieces, joined once: what urllib3 does for a body of no length
+                pieces = [chunk]
+                while True:
+                    piece: bytes = self._rest.read(MAX_PARSED_RESPONSE)
+                    if not piece:
+                        return b"".join(pieces)
+                    pieces.append(piece)
+            if amt is not None and len(chunk) < amt:  # urllib3 fills sized reads
+                chunk += self._rest.read(amt - len(chunk))
+            return chunk
         if whole and self._error is not None:
             self._data = io.BytesIO()
             return self._raise()
@@ -178,15 +204,21 @@ class _Replay(io.RawIOBase):
     def close(self) -> None:
         self._data = io.BytesIO()
         self._error = None
+        rest, self._rest = self._rest, None
+        if rest is not None:
+            rest.close()
         super().close()
 
 
 class _ReplayBody(StreamingBody):  # type: ignore[misc]
     """botocore's StreamingBody over a replay: the bytes are in memory, no socket is left to
-    time out, so setting a socket timeout does nothing (as it harms nothing)."""
+    time out, so setting a socket timeout does nothing (as it harms nothing); a replay that
+    continues with the live stream passes it on."""
 
     def set_socket_timeout(self, timeout: Any) -> None:
-        return None
+        rest = getattr(self._raw_stream, "_rest", None)
+        if rest is not None:
+            StreamingBody(rest, None).set_socket_timeout(timeout)
 
 
 class Handler:
@@ -280,8 +312,9 @@ class Handler:
         self, operation_name: str, spec: OpSpec, client: Any, params: Mapping[str, Any]
     ) -> Request:
         model_id = params.get("modelId")
-        model = model_id if isinstance(model_id, str) else ""
-        info = parse_model_id(model)
+        raw_model = model_id if isinstance(model_id, str) else ""
+        model = clean_id(raw_model)  # for telemetry; the service is sent the user's own
+        info = parse_model_id(raw_model)
         family = info.family
         attrs: dict[str, Any] = {}
         body: Any = None
@@ -311,7 +344,8 @@ class Handler:
             attrs.update(self._capture.input_attributes(body))
         address, port = _server(client)
         return Request(
-            operation_name, spec, model, info, family, operation, body, attrs, address, port
+            operation_name, spec, model, info, family, operation, body, clean_attributes(attrs),
+            address, port, raw_model,
         )
 
     def _start(self, request: Request, estimate: Optional[Estimate]) -> CallRecord:
@@ -339,6 +373,8 @@ class Handler:
                     del attrs[key]
         links = None
         if estimate is not None:
+            if estimate.skipped is not None:
+                attrs[names.AWS_BEDROCK_COUNT_TOKENS_SKIPPED] = estimate.skipped
             if estimate.tokens is not None:
                 attrs[names.AWS_BEDROCK_COUNT_TOKENS_INPUT_TOKENS] = estimate.tokens
             if estimate.span_context is not None:
@@ -352,6 +388,7 @@ class Handler:
             span,
             time.perf_counter(),
             tel.metric_attributes(request.operation, request.model, request.address, request.port),
+            self._capture is not None,
         )
         if estimate is not None:
             record.estimate = estimate.tokens
@@ -448,28 +485,44 @@ class Handler:
 
 
 def _take_body(result: dict[str, Any]) -> Optional[bytes]:
-    """Read the InvokeModel body and put back one that gives the user what the original would
-    have: the same bytes, the same failures at the same points, the same length check."""
+    """Read the InvokeModel body (at most ``MAX_PARSED_RESPONSE`` bytes of it) and put back
+    one that gives the user what the original would have: the same bytes, the same failures
+    at the same points, the same length check. None when there is nothing to parse: no body,
+    a body that did not arrive whole, or one larger than the cap (then left alone, or handed
+    back as the part read followed by the live rest)."""
     body = result.get("body")
     raw = getattr(body, "_raw_stream", None)
     if not isinstance(body, StreamingBody) or raw is None:
         return None
     length = to_count(getattr(body, "_content_length", None))
+    if length is not None and length > MAX_PARSED_RESPONSE:
+        return None  # too large to parse: never touched
     parts: list[bytes] = []
+    got = 0
     error: Optional[BaseException] = None
     whole_only = False
+    over = False
     try:
         while True:  # urllib3 fills a sized read unless the body ended (or was cut)
-            chunk = raw.read(_BODY_CHUNK)
+            want = min(_BODY_CHUNK, MAX_PARSED_RESPONSE + 1 - got)
+            chunk = raw.read(want)
             parts.append(chunk)
-            if len(chunk) < _BODY_CHUNK:
+            got += len(chunk)
+            if len(chunk) < want:
                 break
-        if length is not None and sum(map(len, parts)) < length:
+            if got > MAX_PARSED_RESPONSE:  # no length given, and more than the cap: stop
+                over = True
+                break
+        if not over and length is not None and got < length:
             whole_only = True  # truncated: only a whole-body read fails, and this is how
             raw.read()
     except Exception as exc:
         error = exc
     data = b"".join(parts)
+    del parts
+    if over:
+        result["body"] = _ReplayBody(_Replay(data, None, False, raw), body._content_length)
+        return None
     result["body"] = _ReplayBody(_Replay(data, error, whole_only), body._content_length)
     complete = error is None and (length is None or len(data) == length)
     return data if complete else None

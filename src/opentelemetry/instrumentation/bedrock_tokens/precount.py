@@ -10,8 +10,9 @@ Shape of the work, for both modes:
 * The pre-count runs on a small pool of daemon threads (``_Pool``), never on the caller's
   thread, so its latency is bounded by a wait with a timeout (blocking) or not seen at all
   (background), and nothing can hold the process at exit.
-* It uses the caller's own client, so credentials, region, endpoint and botocore
-  configuration are the ones the invocation uses. The CountTokens call carries
+* It uses a twin of the caller's client (``countclient.py``): the credentials, region,
+  endpoint and botocore configuration the invocation uses, but retry state of its own, so a
+  throttled count never slows the caller's client down. The CountTokens call carries
   ``patch.INTERNAL_CALL_KEY`` in its context, which makes our wrapper let it through
   untraced, and suppresses other instrumentations: the ``count_tokens {model}`` span created
   here is the whole telemetry of a pre-count, and no HTTP or botocore span under it can echo
@@ -22,7 +23,10 @@ Shape of the work, for both modes:
 * Failures only ever touch the count span. What the service said is remembered so it is not
   asked again in vain: a model it rejects (for a while), a cross-region profile id it rejects
   (the base id is used instead), a client without the ``bedrock:CountTokens`` permission (for
-  the client's lifetime).
+  the client's lifetime), and a throttled or slow CountTokens (that model and endpoint back
+  off for ``precount_backoff`` seconds, so the calls pay nothing for it meanwhile).
+* Only calls whose span is recording are pre-counted, unless ``precount_unsampled`` (drift
+  over every call) or a budget hook asks for all of them.
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Union
 
+from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
@@ -46,8 +51,9 @@ from opentelemetry import context, trace
 
 from . import names
 from .config import Settings
+from .countclient import count_client
 from .patch import INTERNAL_CALL_KEY, Estimate, Request
-from .record import CallRecord, error_type
+from .record import CallRecord, error_type, status_description
 from .telemetry import Telemetry
 from .usage import to_count
 
@@ -66,6 +72,12 @@ _MAX_REMEMBERED = 1024
 # time the caller spends waiting on the network.
 BACKGROUND_GRACE = 0.005
 
+# Error codes that say "CountTokens is overloaded here, ask later": the back-off starts.
+_BACK_OFF_CODES = frozenset({
+    "ThrottlingException", "TooManyRequestsException", "ServiceQuotaExceededException",
+    "ServiceUnavailableException", "ModelTimeoutException",
+})
+
 # Error codes that say "this model (in this form, at this endpoint) cannot be counted".
 _MODEL_REFUSED = frozenset({"ValidationException", "ResourceNotFoundException"})
 _ACCESS_DENIED = "AccessDeniedException"
@@ -78,6 +90,7 @@ _converse_members: weakref.WeakKeyDictionary[Any, Optional[frozenset[str]]] = (
     weakref.WeakKeyDictionary()
 )
 _converse_members_lock = threading.Lock()
+_warned_no_count_tokens: list[bool] = []  # non-empty once the missing operation was logged
 
 
 def _count_input_members(client: Any) -> Optional[frozenset[str]]:
@@ -98,6 +111,18 @@ def _count_input_members(client: Any) -> Optional[frozenset[str]]:
         found = None
     with _converse_members_lock:
         _converse_members[model] = found
+        warn = found is None and not _warned_no_count_tokens
+        if warn:
+            _warned_no_count_tokens.append(True)
+    if warn:
+        import botocore
+
+        _logger.warning(
+            "bedrock-tokens: botocore %s has no bedrock-runtime CountTokens operation, so "
+            "nothing is pre-counted. Upgrade botocore (1.40.14 or later has it), or set "
+            "OTEL_INSTRUMENTATION_BEDROCK_TOKENS_PRECOUNT=off. (Logged once.)",
+            botocore.__version__,
+        )
     return found
 
 
@@ -280,6 +305,10 @@ class _BlockingCount(_Job):
         self._linked = False  # the invocation span was started with a link to the count span
         self._abandoned = False  # no invocation will follow (hook veto, or never started)
 
+    @property
+    def key(self) -> tuple[str, str]:
+        return self._work.key
+
     def run(self) -> None:
         with self._lock:
             if self._state != "queued":
@@ -406,7 +435,7 @@ class _Work:
         key: tuple[str, str],
         parent: context.Context,
     ) -> None:
-        self.client = client
+        self.client = client  # the user's; the request goes through its twin (countclient.py)
         self.request = request
         self.count_input = count_input
         self.key = key  # (endpoint, model id): what the service's answers are remembered by
@@ -433,6 +462,11 @@ class CountTokensPrecounter:
         self._denied: weakref.WeakSet[Any] = weakref.WeakSet()  # clients: not kept alive
         self._warned_denied = False
         self._pending = threading.local()  # blocking job between before() and after_start()
+        # The breaker: key -> monotonic end of its back-off (throttled, timed out, too slow).
+        self._backoff_period = settings.precount_backoff
+        self._backing_off: dict[tuple[str, str], float] = {}
+        self._unsampled = settings.precount_unsampled
+        _precounters.add(self)
 
     # -- the Precounter protocol ---------------------------------------------------------------
     def before(
@@ -447,17 +481,23 @@ class CountTokensPrecounter:
             return None
         try:
             self._drop_stale_pending()
+            if self._hook is None and not self._unsampled and not self._would_sample(request):
+                return None  # telemetry-only pre-count of a call whose span is not sampled
             job = self._submit_blocking(client, request, params)
             if job is None:
                 return None
+            if isinstance(job, str):
+                return Estimate(None, None, job)
             try:
-                job.finished.wait(self._timeout)
+                finished = job.finished.wait(self._timeout)
             except BaseException:  # KeyboardInterrupt while waiting: the caller's to have
                 job.abandon()
                 raise
             estimate = job.take()
-            if estimate is None:
+            if estimate is None:  # never left the queue: the pool is busy, not the service
                 return None
+            if not finished:  # sent, and too slow: the next calls must not pay the budget too
+                self._back_off(job.key, "outlived the blocking budget")
         except Exception:
             _logger.debug("bedrock-tokens: blocking pre-count failed", exc_info=True)
             return None
@@ -482,8 +522,13 @@ class CountTokensPrecounter:
                 self._pending.job = None
                 pending[1].attach(record)
             return
+        if not self._unsampled and not record.span.is_recording():
+            return  # nobody would see its estimate, and it costs a request
         work = self._prepare(client, request, params)
         if work is None:
+            return
+        if isinstance(work, str):
+            record.span.set_attribute(names.AWS_BEDROCK_COUNT_TOKENS_SKIPPED, work)
             return
         if not self._pool.submit(_BackgroundCount(self, work, record)):
             self._dropped(request)
@@ -503,9 +548,11 @@ class CountTokensPrecounter:
     # -- deciding ------------------------------------------------------------------------------
     def _prepare(
         self, client: Any, request: Request, params: Mapping[str, Any]
-    ) -> Optional[_Work]:
-        """The pre-count for this call, or None when it is skipped: not sampled, not an
-        operation CountTokens understands, or known in advance to fail."""
+    ) -> Union[_Work, str, None]:
+        """The pre-count for this call; or a reason (``names.SKIPPED_*``) to say on the span
+        when it is skipped because CountTokens is backing off; or None when it is skipped
+        for any other reason: not sampled, not an operation CountTokens understands, or known
+        in advance to fail."""
         if request.spec.kind not in ("invoke", "converse") or not request.model:
             return None
         if self._ratio < 1.0 and not self._random.random() < self._ratio:
@@ -515,6 +562,8 @@ class CountTokensPrecounter:
         key = (_endpoint(client), request.model)
         if self._is_refused(key):
             return None
+        if self._skip_backing_off(key, request):
+            return names.SKIPPED_BACKOFF
         members = _count_input_members(client)
         if members is None:
             return None
@@ -525,10 +574,10 @@ class CountTokensPrecounter:
 
     def _submit_blocking(
         self, client: Any, request: Request, params: Mapping[str, Any]
-    ) -> Optional[_BlockingCount]:
+    ) -> Union[_BlockingCount, str, None]:
         work = self._prepare(client, request, params)
-        if work is None:
-            return None
+        if work is None or isinstance(work, str):
+            return work
         job = _BlockingCount(self, work)
         if not self._pool.submit(job):
             self._dropped(request)
@@ -549,6 +598,65 @@ class CountTokensPrecounter:
             names.GEN_AI_OPERATION_NAME: request.operation,
             names.GEN_AI_REQUEST_MODEL: request.model,
         })
+
+    def _would_sample(self, request: Request) -> bool:
+        """Blocking mode, before the invocation span exists: would it be sampled? The tracer's
+        sampler is asked what it will be asked: exactly, for parent-based and fixed samplers
+        (the parent's trace id is used); for a root call under a ratio sampler, an independent
+        draw of the same ratio."""
+        tracer = self._telemetry.tracer
+        tracer = getattr(tracer, "_tracer", tracer)  # a ProxyTracer's delegate
+        sampler = getattr(tracer, "sampler", None)
+        if sampler is None:  # not the SDK's tracer: only a no-op one records nothing
+            return not isinstance(tracer, trace.NoOpTracer)
+        parent = context.get_current()
+        span_context = trace.get_current_span(parent).get_span_context()
+        trace_id = span_context.trace_id if span_context.is_valid else (
+            self._random.getrandbits(128) or 1)
+        name = f"{request.operation} {request.model}" if request.model else request.operation
+        try:
+            result = sampler.should_sample(parent, trace_id, name, SpanKind.CLIENT)
+            return bool(result.decision.is_recording())
+        except Exception:
+            _logger.debug("bedrock-tokens: could not ask the sampler", exc_info=True)
+            return True
+
+    # -- the breaker ---------------------------------------------------------------------------
+    def _skip_backing_off(self, key: tuple[str, str], request: Request) -> bool:
+        """True (and counted) when this model and endpoint are backing off."""
+        with self._lock:
+            until = self._backing_off.get(key)
+            if until is None:
+                return False
+            if until <= time.monotonic():
+                del self._backing_off[key]
+                return False
+        self._telemetry.precount_skipped.add(1, {
+            names.GEN_AI_PROVIDER_NAME: names.PROVIDER_AWS_BEDROCK,
+            names.GEN_AI_OPERATION_NAME: request.operation,
+            names.GEN_AI_REQUEST_MODEL: request.model,
+            names.AWS_BEDROCK_COUNT_TOKENS_SKIPPED: names.SKIPPED_BACKOFF,
+        })
+        return True
+
+    def _back_off(self, key: tuple[str, str], why: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if self._backing_off.get(key, 0.0) > now:
+                return  # already backing off: the period runs from the first failure
+            if len(self._backing_off) >= _MAX_REMEMBERED:
+                self._backing_off = {k: t for k, t in self._backing_off.items() if t > now}
+                if len(self._backing_off) >= _MAX_REMEMBERED:
+                    self._backing_off.clear()
+            self._backing_off[key] = now + self._backoff_period
+        _logger.debug(
+            "bedrock-tokens: CountTokens %s for model %r; not pre-counting it for %.0f s",
+            why, key[1], self._backoff_period,
+        )
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self._pending = threading.local()
 
     # -- remembered answers --------------------------------------------------------------------
     def _is_denied(self, client: Any) -> bool:
@@ -638,9 +746,10 @@ class CountTokensPrecounter:
             elif outcome.error is not None:
                 failure = outcome.error
                 span.set_attribute(names.ERROR_TYPE, error_type(failure))
-                span.set_status(
-                    Status(StatusCode.ERROR, f"{type(failure).__name__}: {failure}")
-                )
+                span.set_status(Status(
+                    StatusCode.ERROR,
+                    status_description(failure, self._settings.capture_content),
+                ))
         except Exception:
             _logger.debug("bedrock-tokens: could not record a pre-count", exc_info=True)
         return outcome
@@ -649,13 +758,16 @@ class CountTokensPrecounter:
         request = work.request
         with self._lock:
             known_form = self._model_form.get(work.key)
-        model_id = known_form or request.model
+        model_id = known_form or request.raw_model or request.model
         outcome = self._call(work, span, model_id)
         if outcome.error is None:
             return outcome
         code = error_type(outcome.error)
         if code == _ACCESS_DENIED:
             self._deny(work.client)
+            return outcome
+        if _backs_off(outcome.error, code):
+            self._back_off(work.key, f"failed ({code})")
             return outcome
         if code not in _MODEL_REFUSED:
             return outcome  # throttled, unavailable, network: skip this one, remember nothing
@@ -677,14 +789,17 @@ class CountTokensPrecounter:
         return outcome
 
     def _call(self, work: _Work, span: Span, model_id: str) -> _Outcome:
-        """One CountTokens request on the caller's client, invisible to every instrumentation
-        (ours included) but parented under the count span."""
+        """One CountTokens request on the twin of the caller's client, invisible to every
+        instrumentation (ours included) but parented under the count span."""
         ctx = trace.set_span_in_context(span, work.parent)
         ctx = context.set_value(INTERNAL_CALL_KEY, True, ctx)
         ctx = context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, ctx)
+        sender = count_client(work.client)  # made here, on a worker, the first time
+        if sender is None:
+            return _Outcome(error=RuntimeError("no pre-count client could be made"))
         token = context.attach(ctx)
         try:
-            result = work.client.count_tokens(modelId=model_id, input=work.count_input)
+            result = sender.count_tokens(modelId=model_id, input=work.count_input)
         except Exception as exc:
             return _Outcome(error=exc)
         finally:
@@ -693,6 +808,34 @@ class CountTokensPrecounter:
         if tokens is not None:
             return _Outcome(tokens)
         return _Outcome(error=ValueError("CountTokens returned no inputTokens"))
+
+
+def _backs_off(error: BaseException, code: str) -> bool:
+    """Throttled, overloaded or timed out: asking again soon would only make it worse."""
+    if code in _BACK_OFF_CODES or isinstance(error, (ReadTimeoutError, ConnectTimeoutError)):
+        return True
+    response = getattr(error, "response", None)
+    meta = response.get("ResponseMetadata") if isinstance(response, Mapping) else None
+    return isinstance(meta, Mapping) and meta.get("HTTPStatusCode") == 429
+
+
+_precounters: weakref.WeakSet[CountTokensPrecounter] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child forgets the parent's pending pre-counts and worker threads (they do not
+    exist in the child; their jobs belong to the parent's spans), and locks another thread may
+    have held at fork; its pools start threads of their own on first use."""
+    global _converse_members_lock
+    _converse_members_lock = threading.Lock()
+    for pool in list(_pools):
+        pool._reset()
+    for precounter in list(_precounters):
+        precounter._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def make_precounter(settings: Settings, telemetry: Telemetry) -> CountTokensPrecounter:

@@ -14,10 +14,12 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from botocore.exceptions import HTTPClientError
 from opentelemetry.trace import Span, SpanContext, Status, StatusCode
 
 from . import names
 from .telemetry import MetricAttributes, Telemetry
+from .text import clean_attributes, clean_id, clean_value
 from .usage import Usage
 
 if TYPE_CHECKING:
@@ -34,7 +36,7 @@ def error_type(exc: BaseException) -> str:
         error = response.get("Error")
         code = error.get("Code") if isinstance(error, Mapping) else None
         if isinstance(code, str) and code:
-            return code[0].upper() + code[1:]
+            return clean_id(code[0].upper() + code[1:])  # the service's text: may be anything
     cls = type(exc)
     if cls.__module__ == "builtins":
         return cls.__qualname__
@@ -49,10 +51,31 @@ def request_id(exc: BaseException) -> Optional[str]:
     return found if isinstance(found, str) and found else None
 
 
+def status_description(exc: BaseException, service_message: bool = False) -> str:
+    """A span status description that carries no request content.
+
+    Service errors give their code, and the service's message only when ``service_message``
+    (content capture is on): a service message may quote the request. Client-side errors
+    (``ParamValidationError`` quotes the parameter it rejects: the prompt) give their class
+    only, whatever the settings. Network errors keep botocore's message, which names only the
+    endpoint URL and the socket's error.
+    """
+    response = getattr(exc, "response", None)
+    error = response.get("Error") if isinstance(response, Mapping) else None
+    if isinstance(error, Mapping) and isinstance(error.get("Code"), str) and error["Code"]:
+        code = error_type(exc)
+        message = error.get("Message")
+        if service_message and isinstance(message, str) and message:
+            return f"{code}: {clean_value(message)}"
+        return code
+    name = type(exc).__name__
+    return f"{name}: {clean_value(str(exc))}" if isinstance(exc, HTTPClientError) else name
+
+
 class CallRecord:
     __slots__ = (
         "_guard", "_once", "_telemetry", "capture", "content", "estimate", "metric_attrs",
-        "span", "start",
+        "service_message", "span", "start",
     )
 
     def __init__(
@@ -61,6 +84,7 @@ class CallRecord:
         span: Span,
         start: float,
         metric_attrs: MetricAttributes,
+        service_message: bool = False,
     ) -> None:
         self._once = threading.Lock()
         # Orders a pre-count finishing on another thread (add_estimate) against end().
@@ -73,6 +97,8 @@ class CallRecord:
         # Content capture of this call (opt-in): the policy and the input content attributes.
         self.capture: Optional[Capture] = None
         self.content: Optional[dict[str, Any]] = None
+        # Service error messages may quote the request: in the status only with content capture.
+        self.service_message = service_message
 
     @property
     def ended(self) -> bool:
@@ -101,6 +127,11 @@ class CallRecord:
                 except Exception:
                     _logger.debug("bedrock-tokens: failed to end a span", exc_info=True)
         return True
+
+    def forget(self) -> None:
+        """In a forked child, for a call of the parent: every later end() does nothing (the
+        parent ends this span, once)."""
+        self._once.acquire(False)
 
     def add_estimate(
         self, tokens: Optional[int], count_span: Optional[SpanContext] = None
@@ -175,13 +206,17 @@ class CallRecord:
         if self.capture is not None:
             self._content(span, attrs, error)
         if error is not None:
-            etype = error_type(error)
-            attrs[names.ERROR_TYPE] = etype
+            attrs[names.ERROR_TYPE] = error_type(error)
             rid = request_id(error)
             if rid is not None:
                 attrs[names.AWS_REQUEST_ID] = rid
+        clean_attributes(attrs)  # the service's codes and ids too: every exporter must cope
+        if error is not None:
+            etype = attrs[names.ERROR_TYPE]
             span.set_attributes(attrs)
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            span.set_status(
+                Status(StatusCode.ERROR, status_description(error, self.service_message))
+            )
             metric_attrs.duration.record(duration, {**(base or {}), names.ERROR_TYPE: etype})
         else:
             if attrs:

@@ -20,8 +20,10 @@ iterate the same stream again, so the span ends when the stream is closed or dro
 from __future__ import annotations
 
 import atexit
+import copy
 import json
 import logging
+import os
 import threading
 import time
 import weakref
@@ -269,6 +271,23 @@ class StreamProxy(_ProxyBase):
         finally:
             self._self_state.close()
 
+    # wrapt's proxy refuses copy and pickle with NotImplementedError; botocore's EventStream
+    # copies (shallowly: the copy shares the connection and the event generator) and fails to
+    # deep-copy or pickle with TypeError (its generator). Each is handed to the EventStream,
+    # so the user gets exactly what the uninstrumented stream gives, a plain EventStream or
+    # the same TypeError. Events read through a copy are not observed (the copy is the user's).
+    def __copy__(self) -> Any:
+        return copy.copy(self.__wrapped__)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        return copy.deepcopy(self.__wrapped__, memo)
+
+    def __reduce__(self) -> Any:
+        return self.__wrapped__.__reduce__()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return self.__wrapped__.__reduce_ex__(protocol)
+
 
 def wrap_stream(
     result: dict[str, Any],
@@ -298,6 +317,21 @@ def end_open_streams() -> None:
         except Exception:
             _logger.debug("bedrock-tokens: failed to end a stream at exit", exc_info=True)
 
+
+def _forget_parent_streams() -> None:
+    """In a forked child: the open streams are the parent's (its spans, its metrics, its
+    connections). The child must never end them, at its exit or when it drops the copies it
+    inherited, or the parent's span is exported twice; so their records are made inert and
+    the registry starts empty (with a fresh lock: another thread may have held it at fork)."""
+    global _open_lock
+    _open_lock = threading.Lock()
+    for state in list(_open):
+        state.record.forget()
+    _open.clear()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_parent_streams)
 
 _registered: list[Callable[[], None]] = []
 

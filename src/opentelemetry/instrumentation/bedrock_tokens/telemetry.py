@@ -138,6 +138,14 @@ class Telemetry:
             unit=names.UNIT_PRECOUNT,
             description="Pre-counts skipped because the background queue was full.",
         )
+        self.precount_skipped = meter.create_counter(
+            names.METRIC_PRECOUNT_SKIPPED,
+            unit=names.UNIT_PRECOUNT,
+            description=(
+                "Pre-counts not attempted because CountTokens was throttled or timed out for "
+                "the model and endpoint within the back-off period."
+            ),
+        )
         # The content event's logger: only when content events were asked for.
         self.event_logger: Any = _event_logger(logger_provider, url) if events else None
         self._attrs: dict[_MetricKey, MetricAttributes] = {}

@@ -9,12 +9,20 @@ become a wrong number. Absence is ``None``; ``0`` is a real count.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple, Optional
 
 from . import names
 
 _MAX_COUNT = 2**63 - 1  # OpenTelemetry int attributes are 64-bit
+
+
+# Above 2**53 a float no longer tells which integer was sent: 2**53 + 1 reads as 2**53.
+_MAX_EXACT_FLOAT = 2**53
+# What the service sends as a count: ASCII digits, or (float counts) digits, ".", digits.
+# No sign, no exponent ("1e3"), no "_", no other digits: anything else is not a count.
+_COUNT_TEXT = re.compile(r"([0-9]+)(?:\.([0-9]+))?", re.ASCII)
 
 
 def to_count(value: Any) -> Optional[int]:
@@ -24,17 +32,21 @@ def to_count(value: Any) -> Optional[int]:
     if isinstance(value, int):
         return value if 0 <= value <= _MAX_COUNT else None
     if isinstance(value, float):
-        if math.isfinite(value) and value >= 0 and value.is_integer() and value <= _MAX_COUNT:
+        if math.isfinite(value) and 0 <= value <= _MAX_EXACT_FLOAT and value.is_integer():
             return int(value)
         return None
     if isinstance(value, (str, bytes)):
         text = value.strip() if isinstance(value, str) else value.strip().decode("ascii", "replace")
-        try:  # int() and float() also accept non-ASCII digits and "_"; neither is a count
-            if text.isascii() and text.isdigit():
-                return to_count(int(text))
-            return to_count(float(text)) if text.isascii() and "_" not in text else None
-        except ValueError:
+        found = _COUNT_TEXT.fullmatch(text)
+        if found is None:
             return None
+        whole, fraction = found.groups()
+        count = int(whole)
+        if fraction is not None and (
+            fraction.strip("0") or count > _MAX_EXACT_FLOAT  # 12.0000000000000001, 2**53+1.0
+        ):
+            return None
+        return count if count <= _MAX_COUNT else None
     return None
 
 
