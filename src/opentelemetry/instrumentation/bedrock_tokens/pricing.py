@@ -195,6 +195,10 @@ class PriceTable:
         self._cache: dict[tuple[Optional[str], ...], Optional[dict[str, float]]] = {}
         self._lock = threading.Lock()
 
+    @property
+    def model_count(self) -> int:
+        return len(self._exact) + len(self._patterns)
+
     # -- lookup ------------------------------------------------------------------------------
     def _find(self, candidates: tuple[str, ...]) -> Optional[_Entry]:
         for candidate in candidates:
@@ -416,12 +420,12 @@ def load_prices(
             if not path:
                 return None
             source = f"{PRICES_ENV}={path}"
-            return PriceTable(_read(path), source)
+            return PriceTable(read_table(path), source)
         if isinstance(option, Mapping):
             return PriceTable(option, source)
         if isinstance(option, (str, os.PathLike)):
             source = f"instrument(prices={os.fspath(option)!r})"
-            return PriceTable(_read(os.fspath(option)), source)
+            return PriceTable(read_table(os.fspath(option)), source)
         raise InvalidPriceTable(f"expected a mapping or a path, got {type(option).__name__}")
     except InvalidPriceTable as exc:
         _logger.warning("bedrock-tokens: invalid price table (%s); cost is not recorded.", exc)
@@ -433,7 +437,8 @@ def load_prices(
     return None
 
 
-def _read(path: str) -> Any:
+def read_table(path: str) -> Any:
+    """The JSON of a price-table file (``doctor`` validates it the same way)."""
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
 
