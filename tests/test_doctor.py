@@ -218,12 +218,12 @@ def test_reports_whether_the_price_table_can_be_used(
     good.write_text(json.dumps({"models": {"anthropic.claude-3-5-haiku-20241022-v1:0": {
         "input": 0.8, "output": 4.0}, "meta.llama3-*": {"input": 0.3, "output": 0.6}}}))
     clean_env.setenv("OTEL_INSTRUMENTATION_BEDROCK_TOKENS_PRICES", str(good))
-    status, out = _doctor(capsys, "--no-launch")
+    _, out = _doctor(capsys, "--no-launch")
     assert f"[ok] cost: price table {good}: 2 model entries" in out
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"models": {"anthropic.claude-3-5-haiku-20241022-v1:0": {
         "inptu": 0.8}}}))
     clean_env.setenv("OTEL_INSTRUMENTATION_BEDROCK_TOKENS_PRICES", str(bad))
-    status, out = _doctor(capsys, "--no-launch")
+    _, out = _doctor(capsys, "--no-launch")
     assert "[!!] cost: the price table cannot be used, so no cost is recorded" in out
     assert "unknown field 'inptu'" in out
