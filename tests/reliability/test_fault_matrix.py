@@ -96,22 +96,31 @@ def test_fault_matrix(
     ours = observe_call(client, case.operation, case.make_params(), case.consume)
     settle(watch.ledger)
 
+    check_run(case, mode, plain, ours, bedrock_telemetry, bedrock_emulator, watch,
+              injected_count)
+
+
+def check_run(
+    case: Case, mode: str, plain: Observation, ours: Observation, telemetry: Any,
+    emulator: Any, watch: Watch, injected_count: Optional[int],
+) -> None:
+    """Every check of one run, whichever driver made it (sync here, async in test_async)."""
     assert ours.view == plain.view, "the instrumented client showed its user something else"
-    invocations, counts = split_spans(bedrock_telemetry, case.operation)
-    assert len(invocations) == 1, [s.name for s in bedrock_telemetry.spans()]
+    invocations, counts = split_spans(telemetry, case.operation)
+    assert len(invocations) == 1, [s.name for s in telemetry.spans()]
     span = invocations[0]
     assert_counts_valid(span)
     _check_status(case, ours, span)
-    _check_usage(case, ours, span, bedrock_emulator)
+    _check_usage(case, ours, span, emulator)
     for key in case.absent:
         assert key not in span.attributes, key
-    assert_metrics_match_spans(bedrock_telemetry, invocations)
+    assert_metrics_match_spans(telemetry, invocations)
     if mode != "off" and case.operation != COUNT:
-        _check_precount(case, mode, span, counts, bedrock_emulator, injected_count)
+        _check_precount(case, mode, span, counts, emulator, injected_count)
     else:
         assert counts == []
         assert names.AWS_BEDROCK_COUNT_TOKENS_DRIFT not in span.attributes
-    assert_exportable(bedrock_telemetry, watch.guards)
+    assert_exportable(telemetry, watch.guards)
     assert_clean(watch)
 
 

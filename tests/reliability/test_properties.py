@@ -224,14 +224,18 @@ def test_response_handler_takes_any_result(
         params["body"] = request_body
     elif isinstance(fields, dict):
         params.update(fields)
-    request = handler.describe(operation, spec, object(), params)
-    record = handler._start(request, None)
+    call = patch.Call(handler, object(), handler.describe(operation, spec, object(), params),
+                      params, None)
+    call.open(None)
+    record = call.record
+    assert record is not None
     result: dict[str, Any] = {"ResponseMetadata": {"RequestId": "r", "HTTPHeaders": headers}}
     if isinstance(fields, dict):
         result.update(fields)
     if spec.kind == "invoke" and spec.stream_key is None:
         result["body"] = StreamingBody(io.BytesIO(body), len(body))
-    handler._finish(request, record, result)
+    if call.settle(result, StreamProxy):  # what the sync driver does with a result
+        call.settle_body(patch.take_body(result))
     if spec.kind == "invoke" and spec.stream_key is None:
         assert result["body"].read() == body  # the user's body is intact
     del result  # a stream proxy, if one was made, is abandoned (and collected at once)

@@ -29,17 +29,56 @@ from .version import __version__
 __all__ = ["BedrockTokensInstrumentor", "__version__"]
 
 
-def _ours_in_chain() -> bool:
-    from botocore.client import BaseClient
-
-    from . import patch
-
-    attr = BaseClient.__dict__.get("_make_api_call")
+def _ours_in_chain(cls: Any, wrapper: Any) -> bool:
+    attr = cls.__dict__.get("_make_api_call")
     while attr is not None:
-        if getattr(attr, "_self_wrapper", None) is patch.make_api_call_wrapper:
+        if getattr(attr, "_self_wrapper", None) is wrapper:
             return True
         attr = getattr(attr, "__wrapped__", None)
     return False
+
+
+def _wrap(cls: Any, wrapper: Any) -> None:
+    import wrapt
+
+    if not _ours_in_chain(cls, wrapper):
+        wrapt.wrap_function_wrapper(cls, "_make_api_call", wrapper)
+
+
+def _unwrap(cls: Any, wrapper: Any) -> None:
+    current = cls.__dict__.get("_make_api_call")
+    if getattr(current, "_self_wrapper", None) is wrapper:
+        cls._make_api_call = current.__wrapped__
+    # else another package wrapped on top of us: leave its wrapper (and our now inert one)
+
+
+def _wrap_aiobotocore(module: Any = None) -> None:
+    """Now, or when aiobotocore is first imported: the launcher instruments before the app
+    imports it. aiobotocore stays optional; without it nothing happens."""
+    from . import aio, patch
+
+    if patch.active is None:
+        return  # imported after uninstrument(): nothing to do
+    try:
+        from aiobotocore.client import AioBaseClient
+    except Exception:
+        return
+    _wrap(AioBaseClient, aio.make_api_call_wrapper)
+
+
+_import_hook: list[bool] = []
+
+
+def _instrument_aiobotocore() -> None:
+    import sys
+
+    if "aiobotocore.client" in sys.modules:
+        _wrap_aiobotocore()
+    elif not _import_hook:  # once per process; the hook itself checks we are still active
+        import wrapt
+
+        wrapt.register_post_import_hook(_wrap_aiobotocore, "aiobotocore.client")
+        _import_hook.append(True)
 
 
 def _should_step_aside(operation: str) -> bool:
@@ -58,7 +97,6 @@ class BedrockTokensInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return _instruments
 
     def _instrument(self, **kwargs: Any) -> None:
-        import wrapt
         from botocore.client import BaseClient
 
         from . import coexist, patch, streams
@@ -85,14 +123,16 @@ class BedrockTokensInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             precounter,
             on_first_call=lambda: coexist.warn_conflicts_once(settings.replace_contrib),
         )
-        if not _ours_in_chain():
-            wrapt.wrap_function_wrapper(BaseClient, "_make_api_call", patch.make_api_call_wrapper)
+        _wrap(BaseClient, patch.make_api_call_wrapper)
+        _instrument_aiobotocore()
         if settings.replace_contrib:
             coexist.step_aside_contrib(_should_step_aside)
         coexist.warn_conflicts_once(settings.replace_contrib)
         streams.register_exit_handler()
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        import sys
+
         from botocore.client import BaseClient
 
         from . import coexist, patch
@@ -104,7 +144,9 @@ class BedrockTokensInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             if callable(shutdown):
                 shutdown()
         coexist.restore_contrib()
-        current = BaseClient.__dict__.get("_make_api_call")
-        if getattr(current, "_self_wrapper", None) is patch.make_api_call_wrapper:
-            BaseClient._make_api_call = current.__wrapped__
-        # else another package wrapped on top of us: leave its wrapper (and our now inert one)
+        _unwrap(BaseClient, patch.make_api_call_wrapper)
+        aio_client = sys.modules.get("aiobotocore.client")
+        if aio_client is not None:
+            from . import aio
+
+            _unwrap(aio_client.AioBaseClient, aio.make_api_call_wrapper)

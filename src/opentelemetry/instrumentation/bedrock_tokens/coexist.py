@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional
 _logger = logging.getLogger(__name__)
 
 _REGISTRY_NAMES = ("_BOTOCORE_EXTENSIONS", "_KNOWN_EXTENSIONS")  # >= 0.62b0, older
+_AIO_REGISTRY_NAMES = ("_AIOBOTOCORE_EXTENSIONS",)
 _KEY = "bedrock-runtime"
 _MARK = "_bedrock_tokens_original"
 
@@ -42,10 +43,29 @@ _subclasses: dict[type, type] = {}
 _warned: set[str] = set()
 
 
-def _registry() -> Optional[dict[str, Any]]:
+def _registries() -> list[dict[str, Any]]:
+    """Contrib's extension registries: botocore's, and aiobotocore's (its
+    ``AiobotocoreInstrumentor`` reads its own, which has no Bedrock entry: it would trace
+    our operations with its generic span)."""
     try:
         from opentelemetry.instrumentation.botocore import extensions
     except Exception:  # not installed, or broken: nothing to coexist with
+        return []
+    found: list[dict[str, Any]] = []
+    for names in (_REGISTRY_NAMES, _AIO_REGISTRY_NAMES):
+        for name in names:
+            registry = getattr(extensions, name, None)
+            if isinstance(registry, dict):
+                found.append(registry)
+                break
+    return found
+
+
+def _registry() -> Optional[dict[str, Any]]:
+    """Contrib's botocore registry (the one every contrib version has)."""
+    try:
+        from opentelemetry.instrumentation.botocore import extensions
+    except Exception:
         return None
     for name in _REGISTRY_NAMES:
         found = getattr(extensions, name, None)
@@ -70,12 +90,16 @@ def _stepping_aside(base: type, should_step_aside: Callable[[str], bool]) -> typ
 
 def step_aside_contrib(should_step_aside: Callable[[str], bool]) -> bool:
     """Install the stepping-aside loader; True if contrib's registry was found."""
-    registry = _registry()
-    if registry is None:
-        return False
+    registries = _registries()
+    for registry in registries:
+        _step_aside_in(registry, should_step_aside)
+    return bool(registries)
+
+
+def _step_aside_in(registry: dict[str, Any], should_step_aside: Callable[[str], bool]) -> None:
     current = registry.get(_KEY)
     if current is not None and hasattr(current, _MARK):
-        return True  # already ours
+        return  # already ours
     original = current
 
     def loader() -> type:
@@ -89,20 +113,17 @@ def step_aside_contrib(should_step_aside: Callable[[str], bool]) -> bool:
 
     setattr(loader, _MARK, original)
     registry[_KEY] = loader
-    return True
 
 
 def restore_contrib() -> None:
-    registry = _registry()
-    if registry is None:
-        return
-    current = registry.get(_KEY)
-    if current is not None and hasattr(current, _MARK):
-        original = getattr(current, _MARK)
-        if original is None:
-            registry.pop(_KEY, None)
-        else:
-            registry[_KEY] = original
+    for registry in _registries():
+        current = registry.get(_KEY)
+        if current is not None and hasattr(current, _MARK):
+            original = getattr(current, _MARK)
+            if original is None:
+                registry.pop(_KEY, None)
+            else:
+                registry[_KEY] = original
 
 
 def _instrumented(module: str, cls_name: str) -> bool:

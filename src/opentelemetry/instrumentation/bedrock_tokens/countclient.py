@@ -22,6 +22,7 @@ with it. A forked child forgets them (their connection pools are the parent's so
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import threading
@@ -54,15 +55,21 @@ def _botocore_session() -> Any:
     return _session
 
 
-def count_client(user_client: Any) -> Optional[Any]:
+def count_client(user_client: Any, credentials: Any = None) -> Optional[Any]:
     """The twin of ``user_client``, made on first use; None if it cannot be made (then the
-    pre-count is skipped: sending it through the user's client is what this avoids)."""
+    pre-count is skipped: sending it through the user's client is what this avoids).
+
+    An async (aiobotocore) client's credentials object is a coroutine API the twin's signer
+    cannot use: its caller resolves them on the loop and passes them here (``credentials``,
+    botocore ``Credentials``), and the twin signs with those."""
     try:
         with _lock:
             twin = _twins.get(user_client)
             if twin is None:
                 twin = _make_twin(user_client)
                 _twins[user_client] = twin
+        if credentials is not None:
+            twin._request_signer._credentials = credentials
         return twin
     except Exception:
         _logger.debug("bedrock-tokens: could not make the pre-count client", exc_info=True)
@@ -99,11 +106,29 @@ def _make_twin(user: Any) -> Any:
         aws_secret_access_key="placeholder",
     )
     user_signer, twin_signer = user._request_signer, twin._request_signer
-    twin_signer._credentials = user_signer._credentials
-    if hasattr(user_signer, "_auth_token"):
-        twin_signer._auth_token = user_signer._auth_token
+    if not is_async(user):  # an async client's are set per count (count_client)
+        twin_signer._credentials = user_signer._credentials
+        if hasattr(user_signer, "_auth_token"):
+            twin_signer._auth_token = user_signer._auth_token
     _copy_application_handlers(user, twin)
     return twin
+
+
+def is_async(user: Any) -> bool:
+    """An aiobotocore client: its API (and its credentials') is coroutines."""
+    return inspect.iscoroutinefunction(getattr(type(user), "_make_api_call", None))
+
+
+async def resolved_credentials(user: Any) -> Any:
+    """An async client's current credentials as a botocore ``Credentials`` the twin can sign
+    with (refreshed by the client's own provider, on the caller's loop); None without any."""
+    source = getattr(getattr(user, "_request_signer", None), "_credentials", None)
+    if source is None:
+        return None
+    frozen = await source.get_frozen_credentials()
+    from botocore.credentials import Credentials
+
+    return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
 
 
 def _is_botocores(handler: Any) -> bool:
@@ -121,7 +146,8 @@ def _copy_application_handlers(user: Any, twin: Any) -> None:
         name = f"{event}.{service}.CountTokens"
         present = list(twin_events._handlers.prefix_search(name))
         for handler in reversed(user_events._handlers.prefix_search(name)):
-            if handler in present or _is_botocores(handler):
+            if handler in present or _is_botocores(handler) or inspect.iscoroutinefunction(
+                    getattr(handler, "func", handler)):  # an async client's: not for a sync twin
                 continue
             twin.meta.events.register(name, handler)
 

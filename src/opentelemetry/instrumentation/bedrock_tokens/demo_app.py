@@ -5,8 +5,9 @@ package: everything the demo then shows was recorded by zero-code instrumentatio
 the launcher through the ``bedrock_tokens`` entry point. That is the promise the demo checks.
 
 The calls cover what a real application does: several model families, InvokeModel and
-Converse, streamed and not, a long system prompt cached and then read from the cache, and one
-call that fails. The list is data (``steps()``) so the demo's tests can compute, from the same
+Converse, streamed and not, a long system prompt cached and then read from the cache, one
+streamed call through an async client (aiobotocore, when it is installed), and one call that
+fails. The list is data (``steps()``) so the demo's tests can compute, from the same
 requests, the exact counts the emulator must have reported.
 
 How it talks to the demo: one JSON line per event on stderr, prefixed with ``PROGRESS``
@@ -17,11 +18,16 @@ the usual ``AWS_REGION`` / credentials.
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import json
 import os
 import sys
 import time
 from typing import Any, NamedTuple, Optional
+
+# The async call is made only where aiobotocore is installed (the demo extra installs it).
+HAS_AIOBOTOCORE = importlib.util.find_spec("aiobotocore") is not None
 
 PROGRESS = "bedrock-tokens-demo "
 
@@ -53,6 +59,7 @@ class Step(NamedTuple):
     operation: str  # botocore operation name, e.g. "ConverseStream"
     params: dict[str, Any]
     expected_error: Optional[str] = None  # the error code of a call that fails on purpose
+    driver: str = "boto3"  # or "aiobotocore": the same call through an async client
 
 
 def _user(text: str) -> list[dict[str, Any]]:
@@ -73,7 +80,7 @@ def steps(region: str) -> list[Step]:
     haiku = f"{geo}.anthropic.claude-3-5-haiku-20241022-v1:0"
     llama = f"{geo}.meta.llama3-1-8b-instruct-v1:0"
     cached_system = [{"text": HANDBOOK}, {"cachePoint": {"type": "default"}}]
-    return [
+    plan = [
         Step("chat with Nova Micro", "Converse", {
             "modelId": nova_micro,
             "messages": _user("In one sentence: what is a token, for a language model?"),
@@ -119,12 +126,18 @@ def steps(region: str) -> list[Step]:
             "messages": _user("Can I return a gift without the receipt?"),
             "inferenceConfig": {"maxTokens": 80},
         }),
+        Step("async streamed chat with Claude 3.5 Haiku", "ConverseStream", {
+            "modelId": haiku,
+            "messages": _user("In two sentences: why do streamed replies need their own timing?"),
+            "inferenceConfig": {"maxTokens": 80},
+        }, driver="aiobotocore"),
         Step("invalid request, fails on purpose", "Converse", {
             "modelId": nova_micro,
             "messages": [{"role": "assistant", "content": [{"text": "Conversations must start "
                                                              "with a user turn."}]}],
         }, expected_error="ValidationException"),
     ]
+    return [step for step in plan if step.driver == "boto3" or HAS_AIOBOTOCORE]
 
 
 # botocore operation name -> boto3 client method
@@ -148,6 +161,26 @@ def _consume(operation: str, response: dict[str, Any]) -> None:
         response["body"].read()
 
 
+async def _call_async(step: Step, region: str, endpoint_url: Optional[str]) -> None:
+    """The step through aiobotocore, read with ``async for`` as an async app does."""
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import get_session
+
+    config = AioConfig(retries={"total_max_attempts": 2, "mode": "standard"}, read_timeout=60)
+    async with get_session().create_client(
+        "bedrock-runtime", region_name=region, endpoint_url=endpoint_url, config=config
+    ) as client:
+        response = await getattr(client, _METHODS[step.operation])(**step.params)
+        if step.operation == "ConverseStream":
+            async for _event in response["stream"]:
+                pass
+        elif step.operation == "InvokeModelWithResponseStream":
+            async for _event in response["body"]:
+                pass
+        elif step.operation == "InvokeModel":
+            await response["body"].read()
+
+
 def _report(**event: Any) -> None:
     sys.stderr.write(PROGRESS + json.dumps(event) + "\n")
     sys.stderr.flush()
@@ -159,10 +192,11 @@ def main() -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    endpoint_url = os.environ.get("BEDROCK_ENDPOINT_URL") or None
     client = boto3.client(
         "bedrock-runtime",
         region_name=region,
-        endpoint_url=os.environ.get("BEDROCK_ENDPOINT_URL") or None,
+        endpoint_url=endpoint_url,
         config=Config(retries={"total_max_attempts": 2, "mode": "standard"}, read_timeout=60),
     )
     plan = steps(region)
@@ -173,8 +207,11 @@ def main() -> int:
         started = time.perf_counter()
         outcome: dict[str, Any] = {"ok": True}
         try:
-            response = getattr(client, _METHODS[step.operation])(**step.params)
-            _consume(step.operation, response)
+            if step.driver == "aiobotocore":
+                asyncio.run(_call_async(step, region, endpoint_url))
+            else:
+                response = getattr(client, _METHODS[step.operation])(**step.params)
+                _consume(step.operation, response)
         except ClientError as exc:
             error = exc.response.get("Error", {})
             outcome = {"ok": False, "code": error.get("Code", type(exc).__name__),

@@ -309,6 +309,8 @@ def process_report() -> dict[str, Any]:
     Called in a process started by the launcher (``probe_launcher``), or inside an application
     that instruments manually, after its set-up, to check the same things there.
     """
+    from botocore.client import BaseClient
+
     from . import _ours_in_chain, patch
 
     disabled = [name.strip() for name in
@@ -335,7 +337,7 @@ def process_report() -> dict[str, Any]:
         "instrumentors": _instrumentors(disabled),
         "ours": {
             "active": handler is not None,
-            "wrapped": _ours_in_chain(),
+            "wrapped": _ours_in_chain(BaseClient, patch.make_api_call_wrapper),
             "settings": settings,
             "prices": _prices_report(handler),
         },

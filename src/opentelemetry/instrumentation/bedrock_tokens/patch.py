@@ -33,9 +33,10 @@ from opentelemetry import context, trace
 
 from . import content, families, names
 from .config import Settings
+from .countclient import resolved_credentials
 from .models import UNKNOWN, ModelInfo, parse_model_id
 from .record import CallRecord
-from .streams import wrap_stream
+from .streams import StreamProxy, wrap_stream
 from .telemetry import Telemetry
 from .text import clean_attributes, clean_id
 from .usage import Usage, from_converse, from_headers, merge, to_count
@@ -94,14 +95,134 @@ class Estimate(NamedTuple):
 
 class Precounter(Protocol):
     def before(
-        self, client: Any, request: Request, params: Mapping[str, Any]
+        self, client: Any, request: Request, params: Mapping[str, Any],
+        credentials: Any = None,
     ) -> Optional[Estimate]:
         """Blocking mode: count (within the budget) and run the user's hook; may raise."""
 
+    async def before_async(
+        self, client: Any, request: Request, params: Mapping[str, Any],
+        credentials: Any = None,
+    ) -> Optional[Estimate]:
+        """Blocking mode for an async client: the same, awaited, never blocking the loop."""
+
     def after_start(
-        self, client: Any, request: Request, params: Mapping[str, Any], record: CallRecord
+        self, client: Any, request: Request, params: Mapping[str, Any], record: CallRecord,
+        credentials: Any = None,
     ) -> None:
         """Background mode: submit a count linked to the started invocation span."""
+
+
+
+
+class _Pending(NamedTuple):
+    """What an InvokeModel result said before its body was read."""
+
+    usage: Optional[Usage]
+    attrs: dict[str, Any]
+
+
+class Call:
+    """One traced call as both drivers see it: described before it is sent, opened (span
+    started) around it, settled from its result. The driver's only own work is to call the
+    original (awaiting it or not) and, when asked, to read the InvokeModel body.
+
+    Every step here catches its own failures: the user's call never sees one of ours (the
+    pre-count budget hook excepted, which may veto the call by design)."""
+
+    __slots__ = ("_client", "_credentials", "_handler", "_params", "_pending", "_precounter",
+                 "_token", "record", "request")
+
+    def __init__(
+        self,
+        handler: Handler,
+        client: Any,
+        request: Request,
+        params: Mapping[str, Any],
+        precounter: Optional[Precounter],
+    ) -> None:
+        self._handler = handler
+        self._client = client
+        self.request = request
+        self._params = params
+        self._precounter = precounter
+        self.record: Optional[CallRecord] = None
+        self._token: Optional[object] = None
+        self._pending: Optional[_Pending] = None
+        self._credentials: Any = None  # an async client's, resolved for the pre-count
+
+    def precount(self) -> Optional[Estimate]:
+        """Blocking mode: count first (within the budget); the user's hook may raise."""
+        if self._precounter is None:
+            return None
+        return self._precounter.before(self._client, self.request, self._params)
+
+    async def precount_async(self) -> Optional[Estimate]:
+        """The async client's pre-count: its credentials resolved on the loop (the pre-count
+        runs on the pool's threads, through a sync twin), then, in blocking mode, the count
+        awaited within the budget. The user's hook may raise, as in ``precount``."""
+        if self._precounter is None:
+            return None
+        try:
+            self._credentials = await resolved_credentials(self._client)
+        except Exception:
+            _logger.debug("bedrock-tokens: no credentials for a pre-count", exc_info=True)
+            self._precounter = None
+            return None
+        if self._credentials is None:  # unsigned or token auth: no twin can sign for it
+            self._precounter = None
+            return None
+        return await self._precounter.before_async(
+            self._client, self.request, self._params, self._credentials
+        )
+
+    def open(self, estimate: Optional[Estimate]) -> None:
+        """Start the span (with the pre-count's link), then any background pre-count."""
+        try:
+            self.record = self._handler._start(self.request, estimate)
+        except Exception:
+            _logger.debug("bedrock-tokens: could not start a span", exc_info=True)
+            return
+        if self._precounter is not None:
+            try:
+                self._precounter.after_start(
+                    self._client, self.request, self._params, self.record, self._credentials
+                )
+            except Exception:
+                _logger.debug("bedrock-tokens: background pre-count failed", exc_info=True)
+
+    def __enter__(self) -> None:
+        """Our span is current while botocore runs the call (HTTP spans nest under it)."""
+        if self.record is not None:
+            self._token = context.attach(trace.set_span_in_context(self.record.span))
+
+    def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
+        if self._token is not None:
+            context.detach(self._token)  # type: ignore[arg-type]
+            self._token = None
+        if exc is not None and self.record is not None:
+            self.record.end(error=exc)  # read before the exception reaches the user
+
+    def settle(self, result: Any, proxy: type[StreamProxy]) -> bool:
+        """End the record from the result; True if the driver must read the body first."""
+        if self.record is None:
+            return False
+        try:
+            self._pending = self._handler.settle(self.request, self.record, result, proxy)
+        except Exception:
+            _logger.debug("bedrock-tokens: could not read a response", exc_info=True)
+            self.record.end()
+            return False
+        return self._pending is not None
+
+    def settle_body(self, data: Optional[bytes]) -> None:
+        if self.record is None or self._pending is None:
+            return
+        try:
+            self._handler.settle_body(self.request, self.record, self._pending, data)
+        except Exception:
+            _logger.debug("bedrock-tokens: could not read a response body", exc_info=True)
+            self.record.end()
 
 
 _endpoints: dict[str, tuple[Optional[str], Optional[int]]] = {}
@@ -250,7 +371,9 @@ class Handler:
         self._on_first_call = on_first_call
 
     # -- the call ------------------------------------------------------------------------------
-    def call(self, wrapped: Any, client: Any, args: Any, kwargs: Any) -> Any:
+    def begin(self, client: Any, args: Any, kwargs: Any) -> Optional[Call]:
+        """The call described, or None when it is not ours to trace (then call straight
+        through). Nothing here awaits or blocks: both drivers start with it."""
         if len(args) >= 2:
             operation_name, params = args[0], args[1]
         else:
@@ -263,7 +386,7 @@ class Handler:
             or context.get_value(INTERNAL_CALL_KEY)
             or not is_instrumentation_enabled()
         ):
-            return wrapped(*args, **kwargs)
+            return None
         if self._on_first_call is not None:
             first, self._on_first_call = self._on_first_call, None
             try:
@@ -274,38 +397,20 @@ class Handler:
             request = self.describe(operation_name, spec, client, params)
         except Exception:
             _logger.debug("bedrock-tokens: could not describe a request", exc_info=True)
-            return wrapped(*args, **kwargs)
-
+            return None
         precounter = self.precounter if spec.kind != "count" else None
-        estimate = None
-        if precounter is not None:
-            # The user's budget hook may raise here, by design: the call is then not sent.
-            estimate = precounter.before(client, request, params)
+        return Call(self, client, request, params, precounter)
 
-        try:
-            record = self._start(request, estimate)
-        except Exception:
-            _logger.debug("bedrock-tokens: could not start a span", exc_info=True)
+    def call(self, wrapped: Any, client: Any, args: Any, kwargs: Any) -> Any:
+        """The synchronous driver (botocore)."""
+        call = self.begin(client, args, kwargs)
+        if call is None:
             return wrapped(*args, **kwargs)
-        if precounter is not None:
-            try:
-                precounter.after_start(client, request, params, record)
-            except Exception:
-                _logger.debug("bedrock-tokens: background pre-count failed", exc_info=True)
-
-        token = context.attach(trace.set_span_in_context(record.span))
-        try:
+        call.open(call.precount())
+        with call:
             result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            context.detach(token)
-            record.end(error=exc)
-            raise
-        context.detach(token)
-        try:
-            self._finish(request, record, result)
-        except Exception:
-            _logger.debug("bedrock-tokens: could not read a response", exc_info=True)
-            record.end()
+        if call.settle(result, StreamProxy):
+            call.settle_body(take_body(result))
         return result
 
     def describe(
@@ -398,10 +503,14 @@ class Handler:
         return record
 
     # -- results -------------------------------------------------------------------------------
-    def _finish(self, request: Request, record: CallRecord, result: Any) -> None:
+    def settle(
+        self, request: Request, record: CallRecord, result: Any, proxy: type[StreamProxy]
+    ) -> Optional[_Pending]:
+        """Read what the result says and end the record; or, when only the InvokeModel body
+        can complete the picture, what settle_body needs once the driver has read it."""
         if not isinstance(result, dict):
             record.end()
-            return
+            return None
         attrs: dict[str, Any] = {}
         meta = result.get("ResponseMetadata")
         headers: Mapping[str, Any] = {}
@@ -416,12 +525,16 @@ class Handler:
         if spec.stream_key is not None:
             record.span.set_attributes(attrs)
             if not wrap_stream(
-                result, spec.stream_key, record, spec.kind, request.family, self._capture
+                result, spec.stream_key, record, spec.kind, request.family, self._capture,
+                proxy,
             ):
                 record.end()
-            return
+            return None
+        usage: Optional[Usage]
         if spec.kind == "invoke":
-            usage = self._invoke_result(request, result, headers, attrs)
+            usage = from_headers(headers)
+            if self._wants_body(request, usage, headers, attrs):
+                return _Pending(usage, attrs)
         elif spec.kind == "converse":
             usage = self._converse_result(result, attrs)
         else:
@@ -430,15 +543,15 @@ class Handler:
             if count is not None:
                 attrs[names.AWS_BEDROCK_COUNT_TOKENS_INPUT_TOKENS] = count
         record.end(usage, attrs)
+        return None
 
-    def _invoke_result(
+    def _wants_body(
         self,
         request: Request,
-        result: dict[str, Any],
+        usage: Optional[Usage],
         headers: Mapping[str, Any],
         attrs: dict[str, Any],
-    ) -> Optional[Usage]:
-        usage = from_headers(headers)
+    ) -> bool:
         latency = to_count(headers.get(names.H_INVOCATION_LATENCY))
         if latency is not None:
             attrs[names.AWS_BEDROCK_INVOCATION_LATENCY] = latency
@@ -452,22 +565,27 @@ class Handler:
             self.settings.parse_response_body
             and bool(fields.finish or fields.response_id or fields.response_model)
         )
-        if complete and not wants_body:
-            return usage  # the body is left untouched
-        data = _take_body(result)
-        if data is None:
-            return usage
-        try:
-            parsed = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
-            return usage
-        info = families.extract_body(request.family, parsed)
-        info.add_response_attributes(attrs)
-        if self._capture is not None:
-            attrs.update(self._capture.output_attributes(
-                content.reply_text(parsed), info.finish_reasons
-            ))
-        return merge(usage, info.usage)
+        return not complete or wants_body  # else the body is left untouched
+
+    def settle_body(
+        self, request: Request, record: CallRecord, pending: _Pending, data: Optional[bytes]
+    ) -> None:
+        """End an InvokeModel record with what its body (read by the driver) adds."""
+        usage, attrs = pending
+        if data is not None:
+            try:
+                parsed = json.loads(data)
+            except (ValueError, UnicodeDecodeError):
+                parsed = None
+            if parsed is not None:
+                info = families.extract_body(request.family, parsed)
+                info.add_response_attributes(attrs)
+                if self._capture is not None:
+                    attrs.update(self._capture.output_attributes(
+                        content.reply_text(parsed), info.finish_reasons
+                    ))
+                usage = merge(usage, info.usage)
+        record.end(usage, attrs)
 
     def _converse_result(self, result: dict[str, Any], attrs: dict[str, Any]) -> Optional[Usage]:
         stop = result.get("stopReason")
@@ -482,6 +600,16 @@ class Handler:
         if self._capture is not None:
             attrs.update(self._capture.output_attributes(content.reply_text(result), finish))
         return from_converse(result.get("usage"))
+
+
+def take_body(result: Any) -> Optional[bytes]:
+    """Read the InvokeModel body and put back one that gives the user what the original would
+    have: the same bytes, the same failures at the same points, the same length check."""
+    try:
+        return _take_body(result)
+    except Exception:
+        _logger.debug("bedrock-tokens: could not read a response body", exc_info=True)
+        return None
 
 
 def _take_body(result: dict[str, Any]) -> Optional[bytes]:
@@ -534,15 +662,22 @@ def _take_body(result: dict[str, Any]) -> Optional[bytes]:
 active: Optional[Handler] = None
 
 
-def make_api_call_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+def handler_for(client: Any) -> Optional[Handler]:
+    """The active handler if ``client`` is a Bedrock Runtime client, else None (both drivers:
+    for any other service this is one global read, one attribute lookup, one compare)."""
     handler = active
     if handler is None:
-        return wrapped(*args, **kwargs)
+        return None
     try:
-        service = instance._service_model.service_name
+        service = client._service_model.service_name
     except AttributeError:
-        return wrapped(*args, **kwargs)
-    if service != SERVICE:
+        return None
+    return handler if service == SERVICE else None
+
+
+def make_api_call_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    handler = handler_for(instance)
+    if handler is None:
         return wrapped(*args, **kwargs)
     return handler.call(wrapped, instance, args, kwargs)
 

@@ -296,6 +296,7 @@ class _BlockingCount(_Job):
         self._work = work
         self._lock = threading.Lock()
         self.finished = threading.Event()
+        self._on_finished: list[Any] = []  # async waiters (before_async), called once
         self._state = "queued"  # queued | running | done | cancelled
         self._span: Optional[Span] = None
         self._outcome = _Outcome()
@@ -319,7 +320,7 @@ class _BlockingCount(_Job):
         except BaseException:
             with self._lock:
                 self._state = "cancelled"
-            self.finished.set()
+            self._set_finished()
             raise
         with self._lock:
             self._span = span
@@ -329,7 +330,7 @@ class _BlockingCount(_Job):
             self._end_time = time.time_ns()
             self._state = "done"
             record, abandoned = self._record, self._abandoned
-        self.finished.set()
+        self._set_finished()
         if record is not None:  # the caller stopped waiting; the invocation already started
             self._finish(record, late=True)
         elif abandoned:
@@ -339,7 +340,41 @@ class _BlockingCount(_Job):
         with self._lock:
             if self._state == "queued":
                 self._state = "cancelled"
-        self.finished.set()
+        self._set_finished()
+
+    def _set_finished(self) -> None:
+        with self._lock:
+            self.finished.set()
+            callbacks, self._on_finished = self._on_finished, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                _logger.debug("bedrock-tokens: could not wake a pre-count waiter", exc_info=True)
+
+    async def wait_async(self, timeout: float) -> bool:
+        """``finished.wait(timeout)`` for a coroutine: the loop is never blocked (the worker
+        wakes it with ``call_soon_threadsafe``); True if the count finished in time."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_resolve, future)
+
+        with self._lock:
+            done = self.finished.is_set()
+            if not done:
+                self._on_finished.append(wake)
+        if done:
+            return True
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
     def take(self) -> Optional[Estimate]:
         """At the deadline (or earlier, when done): what the invocation span starts with.
@@ -396,6 +431,11 @@ class _BlockingCount(_Job):
             _logger.debug("bedrock-tokens: could not end a count span", exc_info=True)
 
 
+def _resolve(future: Any) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class _BackgroundCount(_Job):
     """A pre-count running next to an invocation whose span already exists: the count span is
     born with its link to the invocation, and gives the estimate and the reverse link to the
@@ -425,7 +465,7 @@ class _BackgroundCount(_Job):
 class _Work:
     """Everything a pre-count needs, captured on the caller's thread."""
 
-    __slots__ = ("client", "count_input", "key", "parent", "request")
+    __slots__ = ("client", "count_input", "credentials", "key", "parent", "request")
 
     def __init__(
         self,
@@ -434,8 +474,12 @@ class _Work:
         count_input: dict[str, Any],
         key: tuple[str, str],
         parent: context.Context,
+        credentials: Any = None,
     ) -> None:
         self.client = client  # the user's; the request goes through its twin (countclient.py)
+        # An async client's credentials, resolved (awaited) on the caller's loop: its own
+        # object cannot sign for the twin, whose signer is not a coroutine.
+        self.credentials = credentials
         self.request = request
         self.count_input = count_input
         self.key = key  # (endpoint, model id): what the service's answers are remembered by
@@ -470,29 +514,60 @@ class CountTokensPrecounter:
 
     # -- the Precounter protocol ---------------------------------------------------------------
     def before(
-        self, client: Any, request: Request, params: Mapping[str, Any]
+        self, client: Any, request: Request, params: Mapping[str, Any],
+        credentials: Any = None,
     ) -> Optional[Estimate]:
         """Blocking mode: count within the budget, then run the user's hook.
 
         Only the hook's exception can leave this method: it is the budget guard's veto, and
         the call is then not sent. Any failure of our own ends in "no estimate".
         """
+        job = self._start_blocking(client, request, params, credentials)
+        if not isinstance(job, _BlockingCount):
+            return job
+        try:
+            finished = job.finished.wait(self._timeout)
+        except BaseException:  # KeyboardInterrupt while waiting: the caller's to have
+            job.abandon()
+            raise
+        return self._end_blocking(job, finished, request)
+
+    async def before_async(
+        self, client: Any, request: Request, params: Mapping[str, Any],
+        credentials: Any = None,
+    ) -> Optional[Estimate]:
+        """``before`` for an async client: the same count, awaited (never blocking the loop)."""
+        job = self._start_blocking(client, request, params, credentials)
+        if not isinstance(job, _BlockingCount):
+            return job
+        try:
+            finished = await job.wait_async(self._timeout)
+        except BaseException:  # the task was cancelled while waiting: the caller's to have
+            job.abandon()
+            raise
+        return self._end_blocking(job, finished, request)
+
+    def _start_blocking(
+        self, client: Any, request: Request, params: Mapping[str, Any], credentials: Any
+    ) -> Union[_BlockingCount, Estimate, None]:
         if self._mode != "blocking":
             return None
         try:
             self._drop_stale_pending()
             if self._hook is None and not self._unsampled and not self._would_sample(request):
                 return None  # telemetry-only pre-count of a call whose span is not sampled
-            job = self._submit_blocking(client, request, params)
-            if job is None:
-                return None
+            job = self._submit_blocking(client, request, params, credentials)
             if isinstance(job, str):
                 return Estimate(None, None, job)
-            try:
-                finished = job.finished.wait(self._timeout)
-            except BaseException:  # KeyboardInterrupt while waiting: the caller's to have
-                job.abandon()
-                raise
+            return job
+        except Exception:
+            _logger.debug("bedrock-tokens: blocking pre-count failed", exc_info=True)
+            return None
+
+    def _end_blocking(
+        self, job: _BlockingCount, finished: bool, request: Request
+    ) -> Optional[Estimate]:
+        try:
             estimate = job.take()
             if estimate is None:  # never left the queue: the pool is busy, not the service
                 return None
@@ -512,7 +587,8 @@ class CountTokensPrecounter:
         return estimate
 
     def after_start(
-        self, client: Any, request: Request, params: Mapping[str, Any], record: CallRecord
+        self, client: Any, request: Request, params: Mapping[str, Any], record: CallRecord,
+        credentials: Any = None,
     ) -> None:
         """Blocking mode: hand the invocation's record to the count span (link back, end).
         Background mode: queue a pre-count linked to the started invocation span."""
@@ -524,7 +600,7 @@ class CountTokensPrecounter:
             return
         if not self._unsampled and not record.span.is_recording():
             return  # nobody would see its estimate, and it costs a request
-        work = self._prepare(client, request, params)
+        work = self._prepare(client, request, params, credentials)
         if work is None:
             return
         if isinstance(work, str):
@@ -547,7 +623,7 @@ class CountTokensPrecounter:
 
     # -- deciding ------------------------------------------------------------------------------
     def _prepare(
-        self, client: Any, request: Request, params: Mapping[str, Any]
+        self, client: Any, request: Request, params: Mapping[str, Any], credentials: Any = None
     ) -> Union[_Work, str, None]:
         """The pre-count for this call; or a reason (``names.SKIPPED_*``) to say on the span
         when it is skipped because CountTokens is backing off; or None when it is skipped
@@ -570,12 +646,12 @@ class CountTokensPrecounter:
         count_input = _count_input(request, params, members)
         if count_input is None:
             return None
-        return _Work(client, request, count_input, key, context.get_current())
+        return _Work(client, request, count_input, key, context.get_current(), credentials)
 
     def _submit_blocking(
-        self, client: Any, request: Request, params: Mapping[str, Any]
+        self, client: Any, request: Request, params: Mapping[str, Any], credentials: Any
     ) -> Union[_BlockingCount, str, None]:
-        work = self._prepare(client, request, params)
+        work = self._prepare(client, request, params, credentials)
         if work is None or isinstance(work, str):
             return work
         job = _BlockingCount(self, work)
@@ -794,7 +870,7 @@ class CountTokensPrecounter:
         ctx = trace.set_span_in_context(span, work.parent)
         ctx = context.set_value(INTERNAL_CALL_KEY, True, ctx)
         ctx = context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, ctx)
-        sender = count_client(work.client)  # made here, on a worker, the first time
+        sender = count_client(work.client, work.credentials)  # made on a worker, once
         if sender is None:
             return _Outcome(error=RuntimeError("no pre-count client could be made"))
         token = context.attach(ctx)

@@ -14,6 +14,11 @@ Fixtures:
 ``bedrock_client``
     A boto3 ``bedrock-runtime`` client bound to it: region ``us-east-1``, dummy keys, one
     attempt per call, SigV4 even when ``AWS_BEARER_TOKEN_BEDROCK`` is set, no proxy.
+``bedrock_async_client``
+    The same as an aiobotocore client (``async with``-managed, aiohttp transport; parametrize
+    it indirectly with ``"httpx"`` for aiobotocore's httpx transport). Needs aiobotocore and
+    pytest-asyncio (or another plugin that runs async fixtures); skips, saying which is
+    missing, without them.
 ``bedrock_telemetry``
     A :class:`BedrockTelemetry`: SDK tracer and meter providers with in-memory exporters, to
     pass to ``instrument()``. Never installed as the global providers; shut down afterwards.
@@ -21,7 +26,7 @@ Fixtures:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Optional
 
 import pytest
@@ -29,7 +34,10 @@ import pytest
 if TYPE_CHECKING:
     from .emulator import BedrockEmulator
 
-__all__ = ["BedrockTelemetry", "bedrock_client", "bedrock_emulator", "bedrock_telemetry"]
+__all__ = [
+    "BedrockTelemetry", "bedrock_async_client", "bedrock_client", "bedrock_emulator",
+    "bedrock_telemetry",
+]
 
 
 class BedrockTelemetry:
@@ -135,21 +143,72 @@ def bedrock_client(bedrock_emulator: BedrockEmulator, _bedrock_boto3_session: An
     """A ``bedrock-runtime`` client bound to the emulator (one attempt, SigV4, no proxy)."""
     from botocore.config import Config
 
-    config = Config(
-        retries={"total_max_attempts": 1},
-        # Setting the signature version in code keeps botocore from switching to bearer auth
-        # when AWS_BEARER_TOKEN_BEDROCK is set in the environment.
-        signature_version="v4",
-        # An empty mapping (not None) stops botocore from reading HTTP(S)_PROXY for loopback.
-        proxies={},
-    )
     client = _bedrock_boto3_session.client(
-        "bedrock-runtime", config=config, **bedrock_emulator.client_kwargs()
+        "bedrock-runtime", config=Config(**_client_config()), **bedrock_emulator.client_kwargs()
     )
     try:
         yield client
     finally:
         client.close()
+
+
+def _client_config() -> dict[str, Any]:
+    return {
+        "retries": {"total_max_attempts": 1},
+        # Setting the signature version in code keeps botocore from switching to bearer auth
+        # when AWS_BEARER_TOKEN_BEDROCK is set in the environment.
+        "signature_version": "v4",
+        # An empty mapping (not None) stops botocore from reading HTTP(S)_PROXY for loopback.
+        "proxies": {},
+    }
+
+
+async def _async_client(emulator: BedrockEmulator, transport: str) -> AsyncIterator[Any]:
+    try:
+        from aiobotocore.config import AioConfig
+        from aiobotocore.session import get_session
+    except ImportError:
+        pytest.skip("bedrock_async_client needs aiobotocore: pip install aiobotocore")
+    options = _client_config()
+    if transport == "httpx":
+        try:
+            from aiobotocore.httpxsession import HttpxSession
+        except ImportError:
+            pytest.skip("the httpx transport needs aiobotocore[httpx]")
+        options["http_session_cls"] = HttpxSession
+    elif transport != "aiohttp":
+        raise ValueError(f"bedrock_async_client: unknown transport {transport!r}")
+    creator = get_session().create_client(
+        "bedrock-runtime", config=AioConfig(**options), **emulator.client_kwargs()
+    )
+    async with creator as client:
+        yield client
+
+
+_async_fixture: Any
+try:  # pytest-asyncio runs async fixtures declared through its own decorator
+    from pytest_asyncio import fixture as _async_fixture
+except ImportError:  # pragma: no cover - depends on the environment
+    _async_fixture = None
+
+if _async_fixture is not None:
+
+    @_async_fixture  # type: ignore[untyped-decorator]
+    async def bedrock_async_client(
+        bedrock_emulator: BedrockEmulator, request: pytest.FixtureRequest
+    ) -> AsyncIterator[Any]:
+        """An aiobotocore ``bedrock-runtime`` client bound to the emulator."""
+        async for client in _async_client(
+            bedrock_emulator, getattr(request, "param", "aiohttp")
+        ):
+            yield client
+
+else:  # pragma: no cover - depends on the environment
+
+    @pytest.fixture
+    def bedrock_async_client() -> Any:
+        """An aiobotocore ``bedrock-runtime`` client bound to the emulator."""
+        pytest.skip("bedrock_async_client needs pytest-asyncio: pip install pytest-asyncio")
 
 
 @pytest.fixture

@@ -24,10 +24,11 @@ import copy
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import wrapt
@@ -104,7 +105,7 @@ class _StreamState:
         self._timing()
         try:
             data = event["chunk"]["bytes"]
-        except (KeyError, TypeError):
+        except Exception:
             return  # not a chunk event: nothing to look for
         if not isinstance(data, bytes):
             return
@@ -117,13 +118,16 @@ class _StreamState:
 
     def _observe_converse(self, event: Any) -> None:
         self._timing()
-        if "metadata" in event:
-            self._take_metadata(event["metadata"])
-        elif "messageStop" in event:
-            stop = event["messageStop"]
-            reason = stop.get("stopReason") if isinstance(stop, Mapping) else None
-            if isinstance(reason, str) and reason:
-                self.finish = (reason,)
+        try:
+            if "metadata" in event:
+                self._take_metadata(event["metadata"])
+            elif "messageStop" in event:
+                stop = event["messageStop"]
+                reason = stop.get("stopReason") if isinstance(stop, Mapping) else None
+                if isinstance(reason, str) and reason:
+                    self.finish = (reason,)
+        except Exception:  # never let the observer break the user's iteration
+            _logger.debug("bedrock-tokens: stream observer failed", exc_info=True)
 
     def _take_metadata(self, metadata: Any) -> None:
         self.saw_final = True
@@ -141,7 +145,10 @@ class _StreamState:
         else:
             self._observe_converse(event)
         if self._collector is not None:
-            self._collect(event)
+            try:
+                self._collect(event)
+            except Exception:
+                _logger.debug("bedrock-tokens: content capture failed", exc_info=True)
 
     def _collect(self, event: Any) -> None:
         assert self._collector is not None
@@ -227,23 +234,51 @@ def _parse_json(data: Any) -> Any:
         return None
 
 
+class _Watch:
+    """Around a stream's iteration: the end of the wrapped iterator is the end of the call,
+    an exception from it is a failure, and the consumer stopping (see ``_consumer_stopped``)
+    is no end at all: the same stream may be iterated again. The same for ``for`` and
+    ``async for``."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: _StreamState) -> None:
+        self._state = state
+
+    def __enter__(self) -> Callable[[Any], None]:
+        return self._state.observer()
+
+    def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
+        if exc is None:
+            self._state.complete()
+        elif not _consumer_stopped(exc):
+            self._state.fail(exc)
+
+
+def _consumer_stopped(exc: BaseException) -> bool:
+    """The consumer stopped iterating, which ends nothing: GeneratorExit (a broken-out-of loop
+    being closed or collected), or the consumer's task cancelled (also how asyncio closes the
+    async generators left at loop shutdown). The stream then ends when it is closed or
+    dropped, or at exit, as any stream the user stopped reading."""
+    if isinstance(exc, GeneratorExit):
+        return True
+    asyncio = sys.modules.get("asyncio")  # never imported for this: a sync app may not have it
+    return asyncio is not None and isinstance(exc, asyncio.CancelledError)
+
+
 def _iterate(proxy: StreamProxy) -> Iterator[Any]:
     # The generator references the proxy, so a stream being iterated is never "abandoned".
-    state: _StreamState = proxy._self_state
-    observe = state.observer()
-    try:
+    with _Watch(proxy._self_state) as observe:
         for event in proxy.__wrapped__:
-            try:
-                observe(event)
-            except Exception:
-                _logger.debug("bedrock-tokens: stream observer failed", exc_info=True)
+            observe(event)  # takes what counting needs before the user has the event
             yield event
-    except GeneratorExit:
-        raise  # the user broke out of the loop; the stream may be iterated again
-    except BaseException as exc:
-        state.fail(exc)
-        raise
-    state.complete()
+
+
+async def _aiterate(proxy: AsyncStreamProxy) -> AsyncIterator[Any]:
+    with _Watch(proxy._self_state) as observe:
+        async for event in proxy.__wrapped__:
+            observe(event)
+            yield event
 
 
 if TYPE_CHECKING:
@@ -254,6 +289,8 @@ else:
 
 class StreamProxy(_ProxyBase):
     """Stands in for botocore's ``EventStream``; behaves exactly like it."""
+
+    ITERATION = "__iter__"  # the method a stream must have to be wrapped by this class
 
     def __init__(self, wrapped: Any, state: _StreamState) -> None:
         super().__init__(wrapped)
@@ -289,6 +326,19 @@ class StreamProxy(_ProxyBase):
         return self.__wrapped__.__reduce_ex__(protocol)
 
 
+class AsyncStreamProxy(StreamProxy):
+    """Stands in for aiobotocore's ``AioEventStream`` (``async for``; ``close()`` is sync
+    there too). ``iter()`` fails exactly as the wrapped stream's does."""
+
+    ITERATION = "__aiter__"
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.__wrapped__)
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return _aiterate(self)
+
+
 def wrap_stream(
     result: dict[str, Any],
     key: str,
@@ -296,14 +346,15 @@ def wrap_stream(
     kind: str,
     family: str,
     capture: Optional[Capture],
+    proxy: type[StreamProxy] = StreamProxy,
 ) -> bool:
     """Replace ``result[key]`` by a proxy; False (and nothing replaced) if there is no stream."""
     stream = result.get(key)
-    if stream is None or not hasattr(stream, "__iter__"):
+    if stream is None or not hasattr(stream, proxy.ITERATION):
         return False
     collector = capture.collector() if capture is not None else None
     state = _StreamState(record, kind, family, collector)
-    result[key] = StreamProxy(stream, state)
+    result[key] = proxy(stream, state)
     return True
 
 
