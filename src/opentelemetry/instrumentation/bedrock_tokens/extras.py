@@ -35,6 +35,19 @@ class Start(NamedTuple):
 NO_START = Start(NO_TIER, NO_DIMENSIONS, None, None)
 
 
+class ResponseFacts(NamedTuple):
+    """What the response said that the figures need, set on the record before it ends (by
+    the flow for a whole response, by the stream proxy for a stream)."""
+
+    tier: TierInfo = NO_TIER
+    cache_ttl: Optional[Mapping[str, int]] = None  # cache writes by TTL
+    images: Optional[int] = None
+    response_body: Any = None  # the parsed body, kept only when an estimator needs it
+
+
+NO_FACTS = ResponseFacts()
+
+
 class Finish(NamedTuple):
     attributes: dict[str, Any]  # for the span
     metric_extra: MetricExtra  # tier and guarded attribution, for every metric of the call
@@ -62,14 +75,19 @@ class Extras:
         )
 
     # -- before the call ---------------------------------------------------------------------
-    def start(self, client: Any, kind: str, model: str, params: Mapping[str, Any]) -> Start:
-        """``kind`` is the operation kind (invoke | converse | count)."""
+    def start(
+        self, client: Any, kind: str, model: str, params: Mapping[str, Any], wait: bool = True
+    ) -> Start:
+        """``kind`` is the operation kind (invoke | converse | count). ``wait`` is False on an
+        event loop: a profile lookup is then only read from the cache, never waited for."""
         tier = from_request(kind, params)
         dimensions = self.attribution.extract(params) if self.attribution.enabled else (
             NO_DIMENSIONS
         )
         resolver = self.resolver
-        resolved = resolver.resolve(client, model) if resolver is not None else None
+        resolved = None
+        if resolver is not None:
+            resolved = resolver.resolve(client, model) if wait else resolver.cached(client, model)
         region = _region(client) if self.prices is not None else None
         if tier is NO_TIER and dimensions is NO_DIMENSIONS and resolved is None and (
             region is None

@@ -162,6 +162,14 @@ class ProfileResolver:
             answer = self._answers.get(key)
         return answer.base if answer is not None else None
 
+    def cached(self, client: Any, model_id: str) -> Optional[str]:
+        """A cached answer only: no lookup is started or waited for."""
+        if self.disabled or not self.wants(model_id):
+            return None
+        with self._lock:
+            answer = self._answers.get((_endpoint_key(client), model_id))
+        return answer.base if answer is not None else None
+
     # -- the worker ---------------------------------------------------------------------------
     def _submit(
         self, client: Any, model_id: str, key: tuple[str, str]

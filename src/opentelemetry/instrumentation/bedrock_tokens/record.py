@@ -18,6 +18,7 @@ from botocore.exceptions import HTTPClientError
 from opentelemetry.trace import Span, SpanContext, Status, StatusCode
 
 from . import names
+from .extras import NO_FACTS, NO_START, Extras, ResponseFacts, Start
 from .telemetry import MetricAttributes, Telemetry
 from .text import clean_attributes, clean_id, clean_value
 from .usage import Usage
@@ -74,7 +75,8 @@ def status_description(exc: BaseException, service_message: bool = False) -> str
 
 class CallRecord:
     __slots__ = (
-        "_guard", "_once", "_telemetry", "capture", "content", "estimate", "metric_attrs",
+        "_guard", "_once", "_telemetry", "capture", "content", "estimate", "extra", "extras",
+        "facts", "metric_attrs", "metric_key", "model", "operation", "request_body",
         "service_message", "span", "start",
     )
 
@@ -99,6 +101,14 @@ class CallRecord:
         self.content: Optional[dict[str, Any]] = None
         # Service error messages may quote the request: in the status only with content capture.
         self.service_message = service_message
+        # Cost, quota burn, tier and attribution (extras.py): set by the flow for invocations.
+        self.extras: Optional[Extras] = None
+        self.extra: Start = NO_START
+        self.facts: ResponseFacts = NO_FACTS  # what the response said; set before end()
+        self.model = ""  # the modelId as sent (prices and burndown rates key on it)
+        self.operation = ""
+        self.metric_key: tuple[str, str, Optional[str], Optional[int]] = ("", "", None, None)
+        self.request_body: Any = None  # kept only when an estimator needs it
 
     @property
     def ended(self) -> bool:
@@ -170,6 +180,18 @@ class CallRecord:
         base = metric_attrs.base
         # One set_attributes call: the SDK locks and validates per call, not per attribute.
         attrs: dict[str, Any] = dict(attributes) if attributes else {}
+        extras = self.extras
+        finish = None
+        if extras is not None and error is None:
+            facts = self.facts
+            finish = extras.finish(
+                self.extra, self.model, self.operation, usage, facts.tier, facts.cache_ttl,
+                facts.images, self.request_body, facts.response_body,
+                response_has_model=names.GEN_AI_RESPONSE_MODEL in attrs,
+            )
+            attrs.update(finish.attributes)
+            if finish.metric_extra:  # tier and attribution on the token and cost metrics
+                metric_attrs = tel.metric_attributes(*self.metric_key, extra=finish.metric_extra)
         input_tokens = None
         if usage is not None:
             input_tokens = usage.semconv_input()
@@ -200,6 +222,14 @@ class CallRecord:
             tel.precount_drift.record(
                 abs(drift), {**(base or {}), names.AWS_BEDROCK_COUNT_TOKENS_DIRECTION: direction}
             )
+        if finish is not None:
+            extended = metric_attrs.base
+            if finish.cost is not None:
+                tel.usage_cost.add(finish.cost, extended)
+            if finish.quota_tokens is not None:
+                tel.quota_tokens.add(finish.quota_tokens, extended)
+            if finish.images is not None:
+                tel.output_images.add(finish.images, extended)
         if ttfc is not None:
             attrs[names.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttfc
             tel.time_to_first_chunk.record(ttfc, base)

@@ -24,7 +24,7 @@ _logger = logging.getLogger(__name__)
 SCHEMA_URL = names.SCHEMA_V1_41.schema_url  # the default convention's
 SCOPE = "opentelemetry.instrumentation.bedrock_tokens"
 
-_MetricKey = tuple[str, str, Optional[str], Optional[int]]
+_MetricKey = tuple[str, str, Optional[str], Optional[int], tuple[tuple[str, str], ...]]
 
 # (count, attribute set) pairs a Usage becomes; see Telemetry.record_usage
 UsageRecorder = Callable[
@@ -146,6 +146,20 @@ class Telemetry:
                 "the model and endpoint within the back-off period."
             ),
         )
+        # Cost, quota burn and images (docs/cost.md): counters, summed per tenant or model.
+        self.usage_cost = meter.create_counter(
+            names.METRIC_USAGE_COST, unit=names.UNIT_USD,
+            description="What calls cost by the configured price table, in USD.",
+        )
+        self.quota_tokens = meter.create_counter(
+            names.METRIC_QUOTA_TOKENS, unit=names.UNIT_TOKEN,
+            description="Tokens taken from the model's tokens-per-minute quota (output tokens "
+                        "at the model's burndown rate).",
+        )
+        self.output_images = meter.create_counter(
+            names.METRIC_OUTPUT_IMAGES, unit=names.UNIT_IMAGE,
+            description="Images returned by image-generation models.",
+        )
         # The content event's logger: only when content events were asked for.
         self.event_logger: Any = _event_logger(logger_provider, url) if events else None
         self._attrs: dict[_MetricKey, MetricAttributes] = {}
@@ -179,15 +193,30 @@ class Telemetry:
             self.usage_cache_write.add(cache_write, attrs.input)
 
     def metric_attributes(
-        self, operation: str, model: str, address: Optional[str], port: Optional[int]
+        self,
+        operation: str,
+        model: str,
+        address: Optional[str],
+        port: Optional[int],
+        extra: tuple[tuple[str, str], ...] = (),
     ) -> MetricAttributes:
         """The attribute sets of one distinct key, built once.
 
         Limited to the convention's attributes so cardinality stays bounded. The dicts are
         shared: nobody may mutate them (errors get a fresh dict).
         """
-        key = (operation, model, address, port)
+        key = (operation, model, address, port, extra)
         found = self._attrs.get(key)
+        if found is None and extra:
+            # service tier and guarded attribution on top of the convention's set
+            plain = self.metric_attributes(operation, model, address, port)
+            more = dict(extra)
+            found = MetricAttributes(
+                {**(plain.base or {}), **more}, {**(plain.input or {}), **more},
+                {**(plain.output or {}), **more}, plain.duration,
+            )
+            if len(self._attrs) < 4096:
+                self._attrs[key] = found
         if found is None:
             base: dict[str, Any] = {
                 names.GEN_AI_PROVIDER_NAME: names.PROVIDER_AWS_BEDROCK,
