@@ -360,3 +360,23 @@ def test_precount_hook_gets_upper_bounds_and_old_hooks_still_work(
     instrument(precount="blocking", precount_timeout=5, precount_hook=old_hook, prices=PRICES)
     bedrock_client.converse(modelId=HAIKU, messages=converse_messages())
     assert len(old_calls) == 1 and old_calls[0] > 0
+
+
+# -- the async driver ------------------------------------------------------------------------
+async def test_async_clients_get_the_same_cost_tier_and_attribution(
+    instrument: Any, bedrock_async_client: Any, bedrock_emulator: Any, bedrock_telemetry: Any
+) -> None:
+    instrument(prices=PRICES, request_metadata_keys="tenant")
+    await bedrock_async_client.converse(modelId=HAIKU, messages=converse_messages(),
+                                        serviceTier={"type": "flex"},
+                                        requestMetadata={"tenant": "acme"})
+    response = await bedrock_async_client.invoke_model(modelId=HAIKU,
+                                                       body=json.dumps(CLAUDE_BODY))
+    await response["body"].read()
+    converse, invoke = bedrock_telemetry.spans()
+    assert converse.attributes[names.AWS_BEDROCK_USAGE_COST] == pytest.approx(
+        _expected(_last(bedrock_emulator, "Converse"), FLEX))
+    assert converse.attributes["aws.bedrock.request_metadata.tenant"] == "acme"
+    assert invoke.attributes[names.AWS_BEDROCK_USAGE_COST] == pytest.approx(
+        _expected(_last(bedrock_emulator, "InvokeModel")))
+    assert _cost_points(bedrock_telemetry, aws__bedrock__service_tier="flex") > 0

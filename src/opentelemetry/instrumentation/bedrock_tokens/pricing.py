@@ -443,6 +443,11 @@ def read_table(path: str) -> Any:
         return json.load(handle)
 
 
+def example_table_path() -> str:
+    """The file of the shipped example table (the package is installed as files)."""
+    return os.path.join(os.path.dirname(__file__), "data", EXAMPLE_TABLE)
+
+
 def example_table() -> dict[str, Any]:
     """The example table shipped with the package (dated, sourced figures; see docs/cost.md).
     An example, not a price list to bill by: prices change."""
