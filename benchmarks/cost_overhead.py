@@ -29,9 +29,10 @@ WORKLOADS = ("invoke_headers", "invoke_body", "converse", "converse_stream@24",
              "invoke_stream@21")
 
 
-def _worker(config: str, task: str, out: Path, suite: Path | None, values: int) -> None:
+def _worker(config: str, task: str, out: Path, suite: Path | None, values: int,
+            workloads: tuple[str, ...] = WORKLOADS) -> None:
     cmd = [sys.executable, str(HERE / "worker.py"), "--config", config, "--task", task,
-           "--workloads", ",".join(WORKLOADS), "--out", str(out), "--values", str(values),
+           "--workloads", ",".join(workloads), "--out", str(out), "--values", str(values),
            "--target", "0.05"]
     if suite is not None:
         cmd += ["--suite", str(suite)]
@@ -48,10 +49,10 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        probe = work / "probe.json"
-        _worker("ours+cost", "probe", probe, None, 1)
-        points = {k: v["points"] for k, v in json.loads(probe.read_text())["probe"].items()}
-        for key, found in points.items():
+        for key in WORKLOADS:  # one process each: a counter's point count does not grow
+            probe = work / f"probe-{key}.json"
+            _worker("ours+cost", "probe", probe, None, 1, (key,))
+            found = json.loads(probe.read_text())["probe"][key]["points"]
             if "aws.bedrock.usage.cost" not in found:
                 print(f"ours+cost recorded no cost for {key}: {found}", file=sys.stderr)
                 return 1
