@@ -254,8 +254,11 @@ def test_request_metadata_and_baggage_dimensions(
     for tenant in ("acme", "globex"):
         found = {"aws.bedrock.request_metadata.tenant": tenant, "baggage.team": "search"}
         assert bedrock_telemetry.metric_points(names.METRIC_USAGE_COST, found)
-        assert bedrock_telemetry.metric_points(names.METRIC_TOKEN_USAGE, found)
         assert bedrock_telemetry.metric_points(names.METRIC_QUOTA_TOKENS, found)
+    # histograms stay per model: a tenant there would multiply every bucket series
+    for point in bedrock_telemetry.metric_points(names.METRIC_TOKEN_USAGE):
+        assert "baggage.team" not in point.attributes
+        assert "aws.bedrock.request_metadata.tenant" not in point.attributes
 
 
 def test_cardinality_guard_end_to_end(

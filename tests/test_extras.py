@@ -34,7 +34,7 @@ def test_nothing_configured_is_one_shared_constant_and_burn_only() -> None:
     assert extras.start_attributes(start) == {}
     got = extras.finish(start, HAIKU, names.OP_CHAT, Usage(10, 5, None, None, "converse"))
     assert got.attributes == {names.AWS_BEDROCK_USAGE_QUOTA_TOKENS: 15}
-    assert got.metric_extra == () and got.cost is None
+    assert got.metric_extra == () and got.counter_extra == () and got.cost is None
 
 
 def test_tier_dimensions_cost_and_metric_extras() -> None:
@@ -51,8 +51,9 @@ def test_tier_dimensions_cost_and_metric_extras() -> None:
     assert got.cost == pytest.approx((1000 * 0.4 + 100 * 2.0) / 1e6)
     assert got.attributes[names.AWS_BEDROCK_USAGE_COST] == got.cost
     assert got.attributes[names.AWS_BEDROCK_RESPONSE_SERVICE_TIER] == "flex"
-    assert got.metric_extra == ((names.AWS_BEDROCK_SERVICE_TIER, "flex"),
-                                ("aws.bedrock.request_metadata.tenant", "acme"))
+    assert got.metric_extra == ((names.AWS_BEDROCK_SERVICE_TIER, "flex"),)
+    assert got.counter_extra == ((names.AWS_BEDROCK_SERVICE_TIER, "flex"),
+                                 ("aws.bedrock.request_metadata.tenant", "acme"))
 
 
 def test_estimates_only_without_counts_and_never_as_usage() -> None:

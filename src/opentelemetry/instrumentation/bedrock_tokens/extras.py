@@ -50,7 +50,10 @@ NO_FACTS = ResponseFacts()
 
 class Finish(NamedTuple):
     attributes: dict[str, Any]  # for the span
-    metric_extra: MetricExtra  # tier and guarded attribution, for every metric of the call
+    # The tier, for the token metrics (an enum: bounded). Attribution goes on the counters
+    # only: a histogram multiplies every tenant's series by its bucket count.
+    metric_extra: MetricExtra
+    counter_extra: MetricExtra  # the tier and the guarded attribution
     cost: Optional[float]
     quota_tokens: Optional[float]
     images: Optional[int]
@@ -154,10 +157,10 @@ class Extras:
                     attrs[names.AWS_BEDROCK_USAGE_ESTIMATED_INPUT_TOKENS] = found.input
                 if found.output is not None:
                     attrs[names.AWS_BEDROCK_USAGE_ESTIMATED_OUTPUT_TOKENS] = found.output
-        extra = start.dimensions.metric
-        if tier is not None:
-            extra = ((names.AWS_BEDROCK_SERVICE_TIER, tier), *extra)
-        return Finish(attrs, extra, figures.cost, figures.quota_tokens, images)
+        extra: MetricExtra = () if tier is None else ((names.AWS_BEDROCK_SERVICE_TIER, tier),)
+        dims = start.dimensions.metric
+        return Finish(attrs, extra, (*extra, *dims) if dims else extra, figures.cost,
+                      figures.quota_tokens, images)
 
     def unpriced_models(self) -> list[str]:
         return self.accountant.unpriced_models()

@@ -190,7 +190,7 @@ class CallRecord:
                 response_has_model=names.GEN_AI_RESPONSE_MODEL in attrs,
             )
             attrs.update(finish.attributes)
-            if finish.metric_extra:  # tier and attribution on the token and cost metrics
+            if finish.metric_extra:  # the service tier on the token metrics
                 metric_attrs = tel.metric_attributes(*self.metric_key, extra=finish.metric_extra)
         input_tokens = None
         if usage is not None:
@@ -222,14 +222,18 @@ class CallRecord:
             tel.precount_drift.record(
                 abs(drift), {**(base or {}), names.AWS_BEDROCK_COUNT_TOKENS_DIRECTION: direction}
             )
-        if finish is not None:
-            extended = metric_attrs.base
+        if finish is not None:  # cost, quota burn, images: the tier and the attribution
+            key = (self.metric_key, finish.counter_extra)
+            extended = (
+                tel.metric_attributes(*self.metric_key, extra=finish.counter_extra).base
+                if finish.counter_extra else base
+            )
             if finish.cost is not None:
-                tel.usage_cost.add(finish.cost, extended)
+                tel.usage_cost.add(key, finish.cost, extended)
             if finish.quota_tokens is not None:
-                tel.quota_tokens.add(finish.quota_tokens, extended)
+                tel.quota_tokens.add(key, finish.quota_tokens, extended)
             if finish.images is not None:
-                tel.output_images.add(finish.images, extended)
+                tel.output_images.add(key, finish.images, extended)
         if ttfc is not None:
             attrs[names.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttfc
             tel.time_to_first_chunk.record(ttfc, base)

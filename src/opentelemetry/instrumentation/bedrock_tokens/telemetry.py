@@ -9,9 +9,11 @@ ever asks which convention is active.
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from typing import Any, Callable, NamedTuple, Optional
 
-from opentelemetry.metrics import Histogram
+from opentelemetry.metrics import Histogram, Observation
 from opentelemetry.util.types import Attributes
 
 from opentelemetry import metrics, trace
@@ -146,19 +148,19 @@ class Telemetry:
                 "the model and endpoint within the back-off period."
             ),
         )
-        # Cost, quota burn and images (docs/cost.md): counters, summed per tenant or model.
-        self.usage_cost = meter.create_counter(
-            names.METRIC_USAGE_COST, unit=names.UNIT_USD,
-            description="What calls cost by the configured price table, in USD.",
+        # Cost, quota burn and images (docs/cost.md): sums per model, tier and tenant.
+        self.usage_cost = totals(
+            meter, names.METRIC_USAGE_COST, names.UNIT_USD,
+            "What calls cost by the configured price table, in USD.",
         )
-        self.quota_tokens = meter.create_counter(
-            names.METRIC_QUOTA_TOKENS, unit=names.UNIT_TOKEN,
-            description="Tokens taken from the model's tokens-per-minute quota (output tokens "
-                        "at the model's burndown rate).",
+        self.quota_tokens = totals(
+            meter, names.METRIC_QUOTA_TOKENS, names.UNIT_TOKEN,
+            "Tokens taken from the model's tokens-per-minute quota (output tokens at the "
+            "model's burndown rate).",
         )
-        self.output_images = meter.create_counter(
-            names.METRIC_OUTPUT_IMAGES, unit=names.UNIT_IMAGE,
-            description="Images returned by image-generation models.",
+        self.output_images = totals(
+            meter, names.METRIC_OUTPUT_IMAGES, names.UNIT_IMAGE,
+            "Images returned by image-generation models.",
         )
         # The content event's logger: only when content events were asked for.
         self.event_logger: Any = _event_logger(logger_provider, url) if events else None
@@ -243,6 +245,60 @@ class Telemetry:
             if len(self._attrs) < 4096:  # bounded, whatever model ids users send
                 self._attrs[key] = found
         return found
+
+
+_MAX_SERIES = 8192  # attribute sets per summed counter; beyond it, one overflow series
+_OVERFLOW: Attributes = {"otel.metric.overflow": True}  # the SDK's own overflow attribute
+
+
+class Totals:
+    """A counter's running sums per attribute set, reported by an observable counter.
+
+    A synchronous counter costs one SDK measurement per call (every attribute validated and
+    hashed: tens of microseconds, more than the rest of what cost adds to a call); a sum per
+    attribute set is one dict update under a lock, and the SDK reads the sums at collection.
+    What the backend receives is the same monotonic sum, in either temporality. Keys are the
+    record's metric key and extra, so no attribute dict is hashed per call."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sums: dict[Any, list[Any]] = {}
+
+    def add(self, key: Any, value: float, attributes: Attributes) -> None:
+        with self._lock:
+            entry = self._sums.get(key)
+            if entry is None:
+                if len(self._sums) >= _MAX_SERIES:
+                    key, attributes = "_overflow", _OVERFLOW
+                    entry = self._sums.get(key)
+                if entry is None:
+                    entry = self._sums[key] = [0, attributes]
+            entry[0] += value
+
+    def observe(self, options: Any = None) -> list[Observation]:
+        with self._lock:
+            return [Observation(value, attributes) for value, attributes in self._sums.values()]
+
+
+# One Totals per (meter, name): a second instrument() on the same provider gets the SDK's
+# existing observable counter back (callbacks and all), so its sums must be the same object.
+_totals: weakref.WeakKeyDictionary[Any, dict[str, Totals]] = weakref.WeakKeyDictionary()
+_totals_lock = threading.Lock()
+
+
+def totals(meter: Any, name: str, unit: str, description: str) -> Totals:
+    with _totals_lock:
+        try:
+            per_meter = _totals.setdefault(meter, {})
+        except TypeError:  # a meter that takes no weak reference: its own sums
+            per_meter = {}
+        found = per_meter.get(name)
+        if found is None:
+            found = per_meter[name] = Totals()
+            meter.create_observable_counter(
+                name, callbacks=[found.observe], unit=unit, description=description
+            )
+    return found
 
 
 def _event_logger(logger_provider: Any, schema_url: str) -> Any:

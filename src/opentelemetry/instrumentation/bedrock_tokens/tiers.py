@@ -54,6 +54,10 @@ def _nested(obj: Any, outer: str, inner: str) -> Any:
 
 def from_request(kind: str, params: Mapping[str, Any]) -> TierInfo:
     """``kind`` is the operation kind of patch.OPERATIONS: invoke | converse | count."""
+    if "serviceTier" not in params and (
+        "performanceConfig" not in params and "performanceConfigLatency" not in params
+    ):
+        return NO_TIER  # the usual call: two dict lookups
     if kind == "invoke":
         tier, latency = params.get("serviceTier"), params.get("performanceConfigLatency")
     elif kind == "converse":
