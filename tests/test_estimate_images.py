@@ -64,7 +64,46 @@ def test_a_failing_estimator_is_swallowed() -> None:
     assert estimate.run(broken, "m", {"prompt": "x"}, None) is None
 
 
-def test_tokenizer_file_estimator(tmp_path: Path) -> None:
+class _StandInTokenizer:
+    """The part of ``tokenizers.Tokenizer`` the estimator uses (``from_file``, ``encode(text)
+    .ids``), over a whitespace word list: the package is optional and not in the test extra."""
+
+    def __init__(self, vocab: dict[str, int]) -> None:
+        self.vocab = vocab
+
+    @classmethod
+    def from_file(cls, path: str) -> _StandInTokenizer:
+        import json
+
+        with open(path) as handle:
+            return cls(json.load(handle)["vocab"])
+
+    def encode(self, text: str) -> Any:
+        class _Encoding:
+            ids = [self.vocab.get(word, 0) for word in text.split()]
+        return _Encoding()
+
+
+def test_tokenizer_file_estimator_loads_the_file_and_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import types
+
+    module = types.ModuleType("tokenizers")
+    module.Tokenizer = _StandInTokenizer  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tokenizers", module)
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps({"vocab": {"hello": 1, "world": 2}}))
+    loaded = estimate.load_estimator(None, str(path))
+    assert isinstance(loaded, estimate.TokenizerEstimator)
+    got = estimate.run(loaded, "stability.sd3-large-v1:0", {"prompt": "hello world you"},
+                       {"outputText": "how are you"})
+    assert got == (3, 3)
+
+
+def test_tokenizer_file_estimator_with_the_real_package(tmp_path: Path) -> None:
+    pytest.importorskip("tokenizers")  # the optional 'tokenizer' extra
     loaded = estimate.load_estimator(None, _tokenizer_file(tmp_path))
     assert isinstance(loaded, estimate.TokenizerEstimator)
     got = estimate.run(loaded, "stability.sd3-large-v1:0", {"prompt": "hello world you"},
