@@ -53,10 +53,15 @@ _INVOKE_REQUEST_LARGE = json.dumps(
         "messages": [{"role": "user", "content": [{"type": "text", "text": _LARGE_PROMPT}]}],
     }
 ).encode()
+# Every Bedrock request says who it is for, as attributed applications do; only the
+# configurations that allowlist the keys read them (the cost-and-attribution figures).
+REQUEST_METADATA = {"tenant": "acme", "feature": "bench"}
+_REQUEST_METADATA_JSON = json.dumps(REQUEST_METADATA)
 _CONVERSE_REQUEST: dict[str, Any] = {
     "modelId": MODEL_ID,
     "messages": [{"role": "user", "content": [{"text": _PROMPT}]}],
     "inferenceConfig": {"maxTokens": 256, "temperature": 0.5},
+    "requestMetadata": REQUEST_METADATA,
 }
 
 _JSON = "application/json"
@@ -322,7 +327,8 @@ def make_call(client: Any, workload: Workload) -> Callable[[], None]:
         body = _INVOKE_REQUEST_LARGE if workload.key == "invoke_large" else _INVOKE_REQUEST
 
         def invoke() -> None:
-            client.invoke_model(modelId=MODEL_ID, body=body)["body"].read()
+            client.invoke_model(modelId=MODEL_ID, body=body,
+                                requestMetadata=_REQUEST_METADATA_JSON)["body"].read()
         return invoke
     if op == "Converse":
         return lambda: client.converse(**_CONVERSE_REQUEST) and None
@@ -344,7 +350,8 @@ def make_call(client: Any, workload: Workload) -> Callable[[], None]:
 def _stream_opener(client: Any, operation: str) -> Callable[[], Any]:
     if operation == "InvokeModelWithResponseStream":
         return lambda: client.invoke_model_with_response_stream(
-            modelId=MODEL_ID, body=_INVOKE_REQUEST)["body"]
+            modelId=MODEL_ID, body=_INVOKE_REQUEST,
+            requestMetadata=_REQUEST_METADATA_JSON)["body"]
     return lambda: client.converse_stream(**_CONVERSE_REQUEST)["stream"]
 
 

@@ -150,6 +150,17 @@ CONFIGS: tuple[Config, ...] = (
            "opentelemetry-instrumentation-bedrock", peer=True),
 )
 
+# Ours with a price table and two attribution keys (issue 18: within 10% of "ours").
+COST_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("prices", {"models": {"anthropic.claude-3-haiku-20240307-v1:0": {
+        "input": 0.25, "output": 1.25, "cache_read": 0.03, "cache_write": 0.3}}}),
+    ("request_metadata_keys", "tenant,feature"),
+)
+COST_CONFIGS: tuple[Config, ...] = (
+    Config("ours+cost", "ours, prices and two attribution keys", _ours, (_OURS,),
+           options=COST_OPTIONS),
+)
+
 # Ours with a pre-count mode on; measured only against the emulator (CountTokens over loopback).
 PRECOUNT_CONFIGS: tuple[Config, ...] = (
     Config("ours+precount-blocking", "ours, pre-count blocking", _ours, (_OURS, PRECOUNT_MODULE),
@@ -158,7 +169,7 @@ PRECOUNT_CONFIGS: tuple[Config, ...] = (
            (_OURS, PRECOUNT_MODULE), options=(("precount", "background"),)),
 )
 
-BY_NAME: dict[str, Config] = {c.name: c for c in CONFIGS + PRECOUNT_CONFIGS}
+BY_NAME: dict[str, Config] = {c.name: c for c in CONFIGS + PRECOUNT_CONFIGS + COST_CONFIGS}
 
 
 def apply(name: str, p: Providers) -> None:

@@ -36,6 +36,12 @@ PROJECT_SPAN = {
     "aws.bedrock.response.invocation_latency_ms", "aws.bedrock.response.first_byte_latency_ms",
     "aws.bedrock.response.latency_ms", "aws.bedrock.stream.outcome",
     "aws.bedrock.count_tokens.input_tokens", "aws.bedrock.count_tokens.drift",
+    # cost, quota burn, tiers, images, estimates, profiles (docs/cost.md)
+    "aws.bedrock.usage.cost", "aws.bedrock.usage.quota_tokens", "aws.bedrock.usage.output_images",
+    "aws.bedrock.usage.estimated_input_tokens", "aws.bedrock.usage.estimated_output_tokens",
+    "aws.bedrock.request.service_tier", "aws.bedrock.response.service_tier",
+    "aws.bedrock.request.latency_mode", "aws.bedrock.response.latency_mode",
+    "aws.bedrock.resolved_model",
 }
 
 SPAN_ATTRIBUTES = {
@@ -79,6 +85,12 @@ PROJECT_METRICS = {
     "aws.bedrock.count_tokens.drift": ("histogram", "{token}",
                                        _METRIC_ATTRS | {"aws.bedrock.count_tokens.direction"}),
     "aws.bedrock.count_tokens.dropped": ("counter", "{count}", set()),
+    # sums (observable counters); attribution attributes only when allowlisted
+    "aws.bedrock.usage.quota_tokens": ("counter", "{token}",
+                                       _METRIC_ATTRS | {"aws.bedrock.service_tier"}),
+    "aws.bedrock.usage.cost": ("counter", "{USD}", _METRIC_ATTRS | {"aws.bedrock.service_tier"}),
+    "aws.bedrock.usage.output_images": ("counter", "{image}",
+                                        _METRIC_ATTRS | {"aws.bedrock.service_tier"}),
 }
 
 EVENTS = {"v1.41": {"gen_ai.client.inference.operation.details"},

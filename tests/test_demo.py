@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from opentelemetry.instrumentation.bedrock_tokens import cli, demo, demo_app, names
+from opentelemetry.instrumentation.bedrock_tokens.agents import AGENT_OPERATIONS
 from opentelemetry.instrumentation.bedrock_tokens.emulator import (
     BedrockEmulator,
     Scenario,
@@ -209,3 +210,41 @@ def test_child_environment_is_isolated_from_the_shell() -> None:
     assert env["OTEL_TRACES_EXPORTER"] == "console" and env["PATH"] == "/bin"
     assert env["OTEL_INSTRUMENTATION_BEDROCK_TOKENS_PRECOUNT"] == "blocking"
     assert env["BEDROCK_ENDPOINT_URL"] == "http://127.0.0.1:1"
+
+
+def test_demo_shows_cost_from_the_example_table_and_the_quota_burn(
+    run: tuple[demo.DemoResult, str],
+) -> None:
+    from opentelemetry.instrumentation.bedrock_tokens import pricing, quota
+
+    result, text = run
+    table = pricing.PriceTable(pricing.example_table())
+    total_burn = 0.0
+    for row in result.rows:
+        if row.status != "ok":
+            continue
+        if row.step.operation in AGENT_OPERATIONS:
+            # An agent's total spans several models: no price or burndown rate applies to it
+            # (absent, never a guess). Its model steps are not priced yet either.
+            assert row.attr(names.AWS_BEDROCK_USAGE_COST) is None
+            assert row.attr(names.AWS_BEDROCK_USAGE_QUOTA_TOKENS) is None
+            continue
+        inp = row.attr(names.AWS_BEDROCK_USAGE_UNCACHED_INPUT_TOKENS)
+        out = row.attr(names.GEN_AI_USAGE_OUTPUT_TOKENS)
+        read = row.attr(names.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS) or 0
+        write = row.attr(names.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS) or 0
+        prices = table.prices_for(row.model)
+        cost = row.attr(names.AWS_BEDROCK_USAGE_COST)
+        if prices is None:  # Llama is not in the example table: no cost, never a guess
+            assert cost is None, row.model
+        else:
+            expected = (inp * prices["input"] + out * prices["output"]
+                        + read * prices.get("cache_read", 0) + write * prices.get(
+                            "cache_write", 0)) / 1e6
+            assert cost == pytest.approx(expected), row.model
+        burn = inp + write + out * quota.burndown_rate(row.model)
+        assert row.attr(names.AWS_BEDROCK_USAGE_QUOTA_TOKENS) == burn
+        total_burn += burn
+    assert "cost USD" in text
+    assert f"Quota burn: {total_burn:,.0f} tokens" in text
+    assert "[ok] aws.bedrock.usage.cost sum" in text

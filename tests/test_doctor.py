@@ -19,6 +19,7 @@ import pytest
 
 from opentelemetry.instrumentation.bedrock_tokens import cli, doctor
 from opentelemetry.instrumentation.bedrock_tokens.emulator import BedrockEmulator, Scenario
+from opentelemetry.instrumentation.bedrock_tokens.package import _instruments
 
 
 @pytest.fixture
@@ -44,8 +45,7 @@ def test_healthy_setup_has_no_problem(clean_env: Any, capsys: pytest.CaptureFixt
     assert "[ok] instrumentation: bedrock_tokens is active" in out
     assert "[ok] conflicts: contrib botocore is active; its Bedrock extension is neutralised" in out
     assert "0 problem(s)" in out
-    from opentelemetry.instrumentation.bedrock_tokens.package import _instruments
-
+    # the range declared for botocore, as doctor prints it (from the package's own metadata)
     floor = _instruments[0].split(">=")[1].split(",")[0].strip()
     assert "botocore" in out and f"<2,>={floor}" in out and "OUT OF RANGE" not in out
 
@@ -224,3 +224,21 @@ def test_says_agents_need_enable_trace() -> None:
     rows = doctor.settings_rows({"OTEL_INSTRUMENTATION_BEDROCK_TOKENS_AGENT_ENABLE_TRACE": "true"})
     (note,) = [f for f in doctor.findings(None, rows, versions, {}) if f.topic == "agents"]
     assert "agent_enable_trace is on" in note.message and "trace events too" in note.message
+
+
+def test_reports_whether_the_price_table_can_be_used(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    good = tmp_path / "prices.json"
+    good.write_text(json.dumps({"models": {"anthropic.claude-3-5-haiku-20241022-v1:0": {
+        "input": 0.8, "output": 4.0}, "meta.llama3-*": {"input": 0.3, "output": 0.6}}}))
+    clean_env.setenv("OTEL_INSTRUMENTATION_BEDROCK_TOKENS_PRICES", str(good))
+    _, out = _doctor(capsys, "--no-launch")
+    assert f"[ok] cost: price table {good}: 2 model entries" in out
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"models": {"anthropic.claude-3-5-haiku-20241022-v1:0": {
+        "inptu": 0.8}}}))
+    clean_env.setenv("OTEL_INSTRUMENTATION_BEDROCK_TOKENS_PRICES", str(bad))
+    _, out = _doctor(capsys, "--no-launch")
+    assert "[!!] cost: the price table cannot be used, so no cost is recorded" in out
+    assert "unknown field 'inptu'" in out

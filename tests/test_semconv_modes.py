@@ -114,9 +114,11 @@ def test_every_emitted_name_is_the_conventions(
              if "gen_ai.request.top_k" in s.attributes}
     assert top_k == {40} and {type(v) for v in top_k} == {table.TOP_K_TYPE[mode]}
 
-    # metrics: exactly the mode's table (plus the project's drift metric), kinds, units, keys
+    # metrics: exactly the mode's table (plus the project's drift and quota-burn metrics),
+    # kinds, units, keys
     expected = {**table.METRICS[mode], **{
-        k: v for k, v in table.PROJECT_METRICS.items() if k == "aws.bedrock.count_tokens.drift"}}
+        k: v for k, v in table.PROJECT_METRICS.items()
+        if k in ("aws.bedrock.count_tokens.drift", "aws.bedrock.usage.quota_tokens")}}
     assert set(got["metrics"]) == set(expected)
     for name, (kind, unit, keys_seen) in got["metrics"].items():
         want_kind, want_unit, allowed_keys = expected[name]

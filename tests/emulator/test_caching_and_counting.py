@@ -379,3 +379,41 @@ def test_cache_is_keyed_by_api_and_prefix_position(bedrock_client: Any) -> None:
         modelId=CLAUDE, system=[{"text": LONG}, cache_point], messages=converse_messages()
     )["usage"]
     assert again["cacheReadInputTokens"] == written["cacheWriteInputTokens"]
+
+
+@pytest.mark.parametrize("ttl", ["5m", "1h"])
+def test_cache_writes_broken_down_by_ttl_when_a_ttl_is_asked_for(
+    bedrock_client: Any, ttl: str
+) -> None:
+    system = [{"text": LONG}, {"cachePoint": {"type": "default", "ttl": ttl}}]
+    first = bedrock_client.converse(modelId=CLAUDE, system=system, messages=converse_messages())
+    assert first["usage"]["cacheDetails"] == [{"ttl": ttl, "inputTokens": LONG_TOKENS}]
+    second = bedrock_client.converse(modelId=CLAUDE, system=system,
+                                     messages=converse_messages())
+    assert "cacheDetails" not in second["usage"]  # nothing written: no breakdown
+    events = list(bedrock_client.converse_stream(
+        modelId=CLAUDE, system=[{"text": LONG + " again"},
+                                {"cachePoint": {"type": "default", "ttl": ttl}}],
+        messages=converse_messages())["stream"])
+    metadata = next(e["metadata"] for e in events if "metadata" in e)
+    assert metadata["usage"]["cacheDetails"][0]["ttl"] == ttl
+    body = json.dumps({
+        "anthropic_version": "bedrock-2023-05-31", "max_tokens": MAX,
+        "system": [{"type": "text", "text": LONG + " invoke",
+                    "cache_control": {"type": "ephemeral", "ttl": ttl}}],
+        "messages": [{"role": "user", "content": PROMPT}],
+    })
+    usage = json.loads(bedrock_client.invoke_model(modelId=CLAUDE, body=body)["body"].read())[
+        "usage"]
+    written = usage["cache_creation_input_tokens"]
+    assert written > 0
+    assert usage["cache_creation"] == {
+        "ephemeral_5m_input_tokens": written if ttl == "5m" else 0,
+        "ephemeral_1h_input_tokens": written if ttl == "1h" else 0,
+    }
+
+
+def test_no_ttl_breakdown_without_an_explicit_ttl(bedrock_client: Any) -> None:
+    usage = json.loads(bedrock_client.invoke_model(modelId=CLAUDE, body=_claude_body())[
+        "body"].read())["usage"]
+    assert usage["cache_creation_input_tokens"] > 0 and "cache_creation" not in usage

@@ -239,3 +239,29 @@ def test_request_headers_defaults_and_echo(
     assert first.headers["content-type"] == "application/json"
     assert "content-type" not in second.headers
     assert second.headers["authorization"].startswith("AWS4-HMAC-SHA256 ")
+
+
+@pytest.mark.parametrize("model_id, body, key, count", [
+    ("amazon.nova-canvas-v1:0", {"taskType": "TEXT_IMAGE", "textToImageParams": {"text": "a"},
+                                 "imageGenerationConfig": {"numberOfImages": 2}}, "images", 2),
+    ("amazon.titan-image-generator-v2:0",
+     {"taskType": "TEXT_IMAGE", "textToImageParams": {"text": "a"}}, "images", 1),
+    ("stability.sd3-large-v1:0", {"prompt": "a"}, "images", 1),
+    ("stability.stable-diffusion-xl-v1", {"text_prompts": [{"text": "a"}], "samples": 3},
+     "artifacts", 3),
+])
+def test_image_models_answer_images_and_no_token_counts(
+    bedrock_client: Any, model_id: str, body: dict[str, Any], key: str, count: int
+) -> None:
+    import base64
+
+    response = bedrock_client.invoke_model(modelId=model_id, body=json.dumps(body))
+    headers = response["ResponseMetadata"]["HTTPHeaders"]
+    assert not [name for name in headers if "token-count" in name]
+    answer = json.loads(response["body"].read())
+    images = answer[key]
+    assert len(images) == count
+    first = images[0] if key == "images" else images[0]["base64"]
+    assert base64.b64decode(first).startswith(b"\x89PNG")
+    with pytest.raises(bedrock_client.exceptions.ValidationException):
+        bedrock_client.invoke_model_with_response_stream(modelId=model_id, body=json.dumps(body))

@@ -322,3 +322,29 @@ def test_concurrent_clients(bedrock_emulator: BedrockEmulator) -> None:
     converse = [r for r in recorded if r.operation == "Converse"]
     assert sorted(r.cache_write_tokens for r in converse).count(7) == 1
     assert sum(1 for r in converse if r.cache_read_tokens == 7) == 39
+
+
+def test_get_inference_profile_for_aliases_and_system_profiles(
+    bedrock_emulator: BedrockEmulator,
+) -> None:
+    control = boto3.client("bedrock", **bedrock_emulator.client_kwargs(),
+                           config=Config(retries={"total_max_attempts": 1}))
+    arn = f"arn:aws:bedrock:us-east-1:{ACCOUNT}:application-inference-profile/p1"
+    bedrock_emulator.register_alias(arn, f"eu.{CLAUDE}")
+    got = control.get_inference_profile(inferenceProfileIdentifier=arn)
+    assert (got["type"], got["status"], got["inferenceProfileArn"]) == (
+        "APPLICATION", "ACTIVE", arn)
+    assert {m["modelArn"].split("/", 1)[1] for m in got["models"]} == {CLAUDE}
+    assert len(got["models"]) == 3  # one per Region of the eu. profile
+    system = control.get_inference_profile(inferenceProfileIdentifier=f"global.{CLAUDE}")
+    assert system["type"] == "SYSTEM_DEFINED"
+    assert system["models"][0]["modelArn"].endswith(f"foundation-model/{CLAUDE}")
+    for unknown in (f"arn:aws:bedrock:us-east-1:{ACCOUNT}:application-inference-profile/no",
+                    CLAUDE):
+        with pytest.raises(control.exceptions.ResourceNotFoundException):
+            control.get_inference_profile(inferenceProfileIdentifier=unknown)
+    bedrock_emulator.set_scenario(Scenario(error_status=403,
+                                           operations=("GetInferenceProfile",)))
+    with pytest.raises(control.exceptions.AccessDeniedException):
+        control.get_inference_profile(inferenceProfileIdentifier=arn)
+    assert [r.operation for r in bedrock_emulator.requests].count("GetInferenceProfile") == 5

@@ -101,6 +101,7 @@ class BedrockTokensInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
         from . import coexist, patch, streams
         from .config import load_settings
+        from .extras import Extras
         from .telemetry import Telemetry
 
         settings = load_settings(kwargs)
@@ -112,16 +113,18 @@ class BedrockTokensInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             events=settings.content_events,
             chunk_timing=settings.chunk_timing,
         )
+        extras = Extras(settings)  # prices, attribution, profiles, estimates: loaded once
         precounter = None
         if settings.precount != "off":
             from .precount import make_precounter
 
-            precounter = make_precounter(settings, telemetry)
+            precounter = make_precounter(settings, telemetry, extras)
         patch.active = patch.Handler(
             settings,
             telemetry,
             precounter,
             on_first_call=lambda: coexist.warn_conflicts_once(settings.replace_contrib),
+            extras=extras,
         )
         _wrap(BaseClient, patch.make_api_call_wrapper)
         _instrument_aiobotocore()

@@ -25,7 +25,8 @@ CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 PRECOUNT_MODES = ("off", "blocking", "background")
 
 # A hook that sees the pre-count before an invocation is sent; raising vetoes the call.
-PrecountHook = Callable[[str, str, int], None]
+# Hooks that accept them also get keyword arguments: estimated_cost, quota_burn (upper bounds).
+PrecountHook = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,16 @@ class Settings:
     precount_hook: Optional[PrecountHook] = None
     # OTEL_SEMCONV_STABILITY_OPT_IN contains gen_ai_latest_experimental
     semconv_latest: bool = False
+    # Cost and attribution (docs/cost.md)
+    prices: Any = None  # a price table (mapping) or the path of one; loaded by pricing
+    request_metadata_keys: tuple[str, ...] = ()
+    baggage_keys: tuple[str, ...] = ()
+    project_identifier: bool = False
+    attribution_max_values: int = 100
+    resolve_profiles: bool = False
+    resolve_profiles_timeout: float = 0.5
+    estimator_tokenizer: Optional[str] = None
+    estimator: Optional[Callable[..., Any]] = None
 
     @property
     def schema(self) -> names.Schema:
@@ -115,6 +126,22 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _path(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ValueError(raw)
+    return value
+
+
+def _key_list(raw: str) -> tuple[str, ...]:
+    keys: list[str] = []
+    for key in raw.split(","):
+        key = key.strip()
+        if key and key not in keys:
+            keys.append(key)
+    return tuple(keys)
+
+
 def _mode(raw: str) -> str:
     value = raw.strip().lower()
     if value not in PRECOUNT_MODES:
@@ -155,6 +182,23 @@ SETTINGS: tuple[_Spec, ...] = (
     _Spec("precount_unsampled", _bool,
           "Also pre-count calls whose span is not sampled, so the drift metric covers every "
           "call (costs a CountTokens request per call)."),
+    _Spec("prices", _path,
+          "Path of a price table (JSON, USD per million tokens): aws.bedrock.usage.cost and "
+          "the cost metric. The keyword also takes the table itself."),
+    _Spec("request_metadata_keys", _key_list,
+          "Comma-separated requestMetadata keys recorded as span and metric attributes."),
+    _Spec("baggage_keys", _key_list,
+          "Comma-separated baggage keys recorded as span and metric attributes."),
+    _Spec("project_identifier", _bool, "Record the request's projectIdentifier."),
+    _Spec("attribution_max_values", _positive_int,
+          "Distinct values per attribution key in metrics; later ones become _OTHER."),
+    _Spec("resolve_profiles", _bool,
+          "Resolve application inference profiles with GetInferenceProfile (opt-in)."),
+    _Spec("resolve_profiles_timeout", _positive_float,
+          "The most the first call with a profile waits for its lookup, in seconds."),
+    _Spec("estimator_tokenizer", _path,
+          "A tokenizer JSON file for estimates where a response has no counts (needs the "
+          "tokenizers package)."),
 )
 
 _DEFAULTS = Settings()
@@ -198,7 +242,15 @@ def load_settings(
         if spec.name in options and options[spec.name] is not None:
             given = options[spec.name]
             source = f"instrument({spec.name}=...)"
-            raw = str(given).lower() if isinstance(given, bool) else str(given)
+            if spec.name == "prices" and isinstance(given, Mapping):
+                values["prices"] = given  # the table itself; validated by pricing
+                continue
+            if isinstance(given, bool):
+                raw = str(given).lower()
+            elif isinstance(given, (list, tuple)):
+                raw = ",".join(str(item) for item in given)
+            else:
+                raw = str(given)
         elif spec.env in env:
             source = spec.env
             raw = env[spec.env]
@@ -226,6 +278,12 @@ def load_settings(
             values["precount_hook"] = hook
         else:
             _logger.warning("instrument(precount_hook=...) is not callable; ignoring it.")
+    estimator = options.get("estimator")
+    if estimator is not None:
+        if callable(estimator):
+            values["estimator"] = estimator
+        else:
+            _logger.warning("instrument(estimator=...) is not callable; ignoring it.")
     return Settings(**values)
 
 

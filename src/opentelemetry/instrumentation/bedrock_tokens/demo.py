@@ -42,6 +42,7 @@ from .agents import AGENT_OPERATIONS as _AGENT_OPERATIONS
 from .demo_app import PROGRESS
 from .demo_app import steps as app_steps
 from .doctor import launcher_command
+from .pricing import example_table_path
 from .telemetry import SCOPE
 
 SERVICE_NAME = "bedrock-tokens-demo"
@@ -151,6 +152,8 @@ def child_environment(
         # One metrics export, at shutdown, holding the run's totals.
         "OTEL_METRIC_EXPORT_INTERVAL": "3600000",
         "OTEL_INSTRUMENTATION_BEDROCK_TOKENS_PRECOUNT": precount,
+        # The shipped example price table (dated, sourced figures): the cost column.
+        "OTEL_INSTRUMENTATION_BEDROCK_TOKENS_PRICES": example_table_path(),
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,
         "PYTHONUNBUFFERED": "1",
@@ -320,10 +323,40 @@ def _int(value: Any) -> Optional[int]:
 Checked = tuple[list[str], list[str]]  # (what held, what did not)
 
 
+def quota_and_cost(rows: Sequence[Row]) -> str:
+    """The run's quota burn and cost totals, from the spans."""
+    burn = sum(_int(row.attr(names.AWS_BEDROCK_USAGE_QUOTA_TOKENS)) or 0 for row in rows)
+    costs = [row.attr(names.AWS_BEDROCK_USAGE_COST) for row in rows]
+    priced = [c for c in costs if isinstance(c, (int, float))]
+    return (f"  Quota burn: {burn:,} tokens of tokens-per-minute quota "
+            f"({names.AWS_BEDROCK_USAGE_QUOTA_TOKENS}: output counted at the model's burndown "
+            f"rate).\n  Cost: ${sum(priced):.6f} for {len(priced)} of {len(rows)} calls, by the "
+            "example price table (the others have no price there; see docs/cost.md).")
+
+
+def _check_counter(
+    rows: Sequence[Row], totals: Sequence[MetricTotal], metric: str, attribute: str
+) -> Checked:
+    total = next((t for t in totals if t.name == metric), None)
+    from_spans = sum(v for row in rows
+                     if isinstance(v := row.attr(attribute), (int, float)))
+    recorded = sum(value for _, value in total.groups.values()) if total is not None else 0.0
+    if abs(recorded - from_spans) <= 1e-9 * max(1.0, abs(from_spans)):
+        return [f"{metric} sum {recorded:,.6g} = the spans' {attribute} total"], []
+    return [], [f"{metric} sum is {recorded:,.6g} but the spans' {attribute} add up to "
+                f"{from_spans:,.6g}"]
+
+
 def check_metrics(rows: Sequence[Row], totals: Sequence[MetricTotal]) -> Checked:
-    """The token-usage metric must add up to exactly what the spans say."""
+    """The token-usage metric must add up to exactly what the spans say, and so must the
+    cost and quota-burn counters."""
     checks: list[str] = []
     problems: list[str] = []
+    for metric, attribute in ((names.METRIC_USAGE_COST, names.AWS_BEDROCK_USAGE_COST),
+                              (names.METRIC_QUOTA_TOKENS, names.AWS_BEDROCK_USAGE_QUOTA_TOKENS)):
+        held, failed = _check_counter(rows, totals, metric, attribute)
+        checks += held
+        problems += failed
     usage = next((t for t in totals if t.name == names.METRIC_TOKEN_USAGE), None)
     if usage is None:
         return checks, [f"no {names.METRIC_TOKEN_USAGE} metric was exported"]
@@ -437,9 +470,14 @@ def _estimate(row: Row) -> str:
     return f"{estimate:,}" + ("" if drift is None else f" ({drift:+d})")
 
 
+def _cost(row: Row) -> str:
+    cost = row.attr(names.AWS_BEDROCK_USAGE_COST)
+    return f"{cost:.6f}" if isinstance(cost, (int, float)) else "-"
+
+
 def render_table(rows: Sequence[Row]) -> str:
     header = ("#", "operation / model", "input", "output", "cache read/write",
-              "1st chunk", "estimate (drift)", "status")
+              "1st chunk", "estimate (drift)", "cost USD", "status")
     body = []
     for number, row in enumerate(rows, start=1):
         ttfc = row.attr(names.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
@@ -453,10 +491,10 @@ def render_table(rows: Sequence[Row]) -> str:
             _num(row.attr(names.GEN_AI_USAGE_INPUT_TOKENS)),
             _num(row.attr(names.GEN_AI_USAGE_OUTPUT_TOKENS)), cache,
             "-" if not isinstance(ttfc, (int, float)) else f"{ttfc * 1000:.1f} ms",
-            _estimate(row), row.status,
+            _estimate(row), _cost(row), row.status,
         ))
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    right = {2, 3, 4, 5, 6}
+    right = {2, 3, 4, 5, 6, 7}
 
     def fmt(cells: Sequence[str]) -> str:
         return "  ".join(c.rjust(w) if i in right else c.ljust(w)
@@ -474,7 +512,8 @@ def render_totals(totals: Sequence[MetricTotal]) -> str:
     for total in totals:
         lines.append(f"  {total.name} [{total.unit}] ({total.temporality})")
         for group, (count, value) in sorted(total.groups.items()):
-            shown = f"{value:,.0f}" if total.unit != "s" else f"{value:.3f} s"
+            shown = (f"{value:.3f} s" if total.unit == "s" else f"${value:.6f}"
+                     if total.unit == names.UNIT_USD else f"{value:,.0f}")
             lines.append(f"      {group:<28} {count:>3} recorded  sum {shown}")
     return "\n".join(lines) if lines else "  (no metrics were exported)"
 
@@ -628,6 +667,7 @@ def _print_result(result: DemoResult, out: IO[str], raw: bool, verbose: bool) ->
     write("  input includes cached tokens (gen_ai.usage.input_tokens); estimate is the "
           "CountTokens pre-count\n  (aws.bedrock.count_tokens.input_tokens), drift = input - "
           "estimate; n/a: CountTokens refused (model not countable, or invalid request).\n\n")
+    write(quota_and_cost(result.rows) + "\n\n")
     write(f"Metric totals (scope {SCOPE}):\n{render_totals(result.totals)}\n\n")
     if verbose and result.log:
         write("The app's stderr:\n" + "\n".join(f"  {line}" for line in result.log) + "\n\n")

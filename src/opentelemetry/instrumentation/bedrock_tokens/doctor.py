@@ -320,7 +320,7 @@ def process_report() -> dict[str, Any]:
     settings = None
     if handler is not None:
         settings = {key: (value if isinstance(value, (bool, int, float, str)) or value is None
-                          else repr(value))
+                          else _summarised(value))
                     for key, value in dataclasses.asdict(handler.settings).items()}
     registry = coexist._registry()
     contrib_entry = registry.get("bedrock-runtime") if registry is not None else None
@@ -339,6 +339,7 @@ def process_report() -> dict[str, Any]:
             "active": handler is not None,
             "wrapped": _ours_in_chain(BaseClient, patch.make_api_call_wrapper),
             "settings": settings,
+            "prices": _prices_report(handler),
         },
         "contrib": {
             "installed": contrib_version,
@@ -350,6 +351,54 @@ def process_report() -> dict[str, Any]:
         "tracing": _tracing_report(),
         "metrics": _metrics_report(),
     }
+
+
+def _summarised(value: Any) -> str:
+    """A setting's value for the report: a price table passed as a dict is not printed."""
+    if isinstance(value, Mapping) and isinstance(value.get("models"), Mapping):
+        return f"<price table: {len(value['models'])} models>"
+    return repr(value)
+
+
+def _prices_report(handler: Any) -> Optional[dict[str, Any]]:
+    """Whether the active instrumentation prices calls, and the models it was called with that
+    its price table does not know (only a process that made calls has any)."""
+    extras = getattr(handler, "extras", None)
+    if extras is None:
+        return None
+    table = extras.prices
+    return {
+        "loaded": table is not None,
+        "source": table.source if table is not None else None,
+        "unpriced": extras.unpriced_models(),
+    }
+
+
+def price_table_findings(env: Mapping[str, str]) -> list[Finding]:
+    """The price table named by the environment: can it be used? (Loaded here the way the
+    instrumentation loads it, so the same problem is reported with the field that is wrong.)"""
+    from . import pricing
+
+    path = env.get(pricing.PRICES_ENV, "").strip()
+    if not path:
+        return []
+    try:
+        table = pricing.PriceTable(pricing.read_table(path), f"{pricing.PRICES_ENV}={path}")
+    except Exception as exc:
+        return [Finding(WARN, "cost", f"the price table cannot be used, so no cost is recorded: "
+                        f"{type(exc).__name__}: {exc}", "See docs/cost.md for the format.")]
+    return [Finding(OK, "cost", f"price table {path}: {table.model_count} model entries")]
+
+
+def _unpriced_findings(report: Mapping[str, Any]) -> list[Finding]:
+    prices = (report.get("ours") or {}).get("prices") or {}
+    unpriced = prices.get("unpriced") or []
+    if not prices.get("loaded") or not unpriced:
+        return []
+    shown = ", ".join(unpriced[:20]) + (" ..." if len(unpriced) > 20 else "")
+    return [Finding(WARN, "cost", f"{len(unpriced)} model(s) called without a price (their "
+                    f"calls have no aws.bedrock.usage.cost): {shown}",
+                    "Add them to the price table (docs/cost.md); keys may be patterns.")]
 
 
 def _probe() -> None:
@@ -622,6 +671,7 @@ def _findings(
             found.append(Finding(WARN, "settings", f"{srow.variable}={srow.raw!r} is invalid; "
                                  f"{srow.effective} is used instead", srow.description))
     found.extend(_env_findings(env))
+    found.extend(price_table_findings(env))
     failure = launcher_failure(launcher_log)
     if failure is not None:
         found.append(Finding(ERROR, "launcher", "opentelemetry-instrument failed before loading "
@@ -674,6 +724,7 @@ def _findings(
                              f"{entry_point} (theirs) or =bedrock_tokens (ours)"
                              + (", or set OTEL_INSTRUMENTATION_BEDROCK_TOKENS_REPLACE_CONTRIB="
                                 "true" if entry_point == "botocore" else "") + "."))
+    found.extend(_unpriced_findings(report))
     if failure is None:  # otherwise no provider was set up: a consequence, not news
         found.extend(_exporter_findings(report, env))
     return found

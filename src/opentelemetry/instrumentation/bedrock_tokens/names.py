@@ -256,3 +256,36 @@ INVOCATION_METRICS_KEY: Final = "amazon-bedrock-invocationMetrics"
 # --- Services ------------------------------------------------------------------------------------
 SERVICE_RUNTIME: Final = "bedrock-runtime"
 SERVICE_AGENT_RUNTIME: Final = "bedrock-agent-runtime"
+# --- Cost, quota, tiers, attribution, estimates (issue 18) --------------------------------------
+# Project-owned: no convention exists for any of these.
+# What the call cost by the user's price table, USD (a float); absent when a price is unknown.
+AWS_BEDROCK_USAGE_COST: Final = "aws.bedrock.usage.cost"
+# Tokens the call took from the model's tokens-per-minute quota (output x burndown rate).
+AWS_BEDROCK_USAGE_QUOTA_TOKENS: Final = "aws.bedrock.usage.quota_tokens"
+# Images in an image model's response (Stability, Titan Image, Nova Canvas report no tokens).
+AWS_BEDROCK_USAGE_OUTPUT_IMAGES: Final = "aws.bedrock.usage.output_images"
+# The user's estimator, for calls with no counts at all: labelled, never in gen_ai.usage.*.
+AWS_BEDROCK_USAGE_ESTIMATED_INPUT_TOKENS: Final = "aws.bedrock.usage.estimated_input_tokens"
+AWS_BEDROCK_USAGE_ESTIMATED_OUTPUT_TOKENS: Final = "aws.bedrock.usage.estimated_output_tokens"
+# Service tier (priority | default | flex | reserved) and latency mode (standard | optimized),
+# as asked for and as served; out-of-enum values are _OTHER.
+AWS_BEDROCK_REQUEST_SERVICE_TIER: Final = "aws.bedrock.request.service_tier"
+AWS_BEDROCK_RESPONSE_SERVICE_TIER: Final = "aws.bedrock.response.service_tier"
+AWS_BEDROCK_REQUEST_LATENCY_MODE: Final = "aws.bedrock.request.latency_mode"
+AWS_BEDROCK_RESPONSE_LATENCY_MODE: Final = "aws.bedrock.response.latency_mode"
+# Metric attribute: the tier that served the call (the response's, else the request's).
+AWS_BEDROCK_SERVICE_TIER: Final = "aws.bedrock.service_tier"
+# The base model an application inference profile resolved to (GetInferenceProfile, opt-in).
+AWS_BEDROCK_RESOLVED_MODEL: Final = "aws.bedrock.resolved_model"
+# Attribution, allowlisted key by key: request metadata, projectIdentifier, baggage.
+AWS_BEDROCK_REQUEST_METADATA_PREFIX: Final = "aws.bedrock.request_metadata."
+AWS_BEDROCK_PROJECT_IDENTIFIER: Final = "aws.bedrock.project_identifier"
+BAGGAGE_PREFIX: Final = "baggage."
+# What a value beyond the cardinality guard's limit (or outside an enum) becomes.
+ATTRIBUTION_OTHER: Final = "_OTHER"
+
+METRIC_USAGE_COST: Final = "aws.bedrock.usage.cost"
+METRIC_QUOTA_TOKENS: Final = "aws.bedrock.usage.quota_tokens"
+METRIC_OUTPUT_IMAGES: Final = "aws.bedrock.usage.output_images"
+UNIT_USD: Final = "{USD}"
+UNIT_IMAGE: Final = "{image}"

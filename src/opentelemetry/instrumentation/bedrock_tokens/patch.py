@@ -31,14 +31,18 @@ from opentelemetry.trace import Link, SpanKind
 
 from opentelemetry import context, trace
 
-from . import agents, content, families, names
+from . import agents, content, families, names, tiers
 from .config import Settings
 from .countclient import resolved_credentials
+from .extras import NO_START, Extras, ResponseFacts, Start
+from .images import output_images
 from .models import UNKNOWN, ModelInfo, parse_model_id
+from .pricing import ttl_breakdown_from_anthropic, ttl_breakdown_from_converse
 from .record import CallRecord
 from .streams import StreamProxy, wrap_stream
 from .telemetry import Telemetry
 from .text import clean_attributes, clean_id
+from .tiers import NO_TIER
 from .usage import Usage, from_converse, from_headers, merge, to_count
 
 _logger = logging.getLogger(__name__)
@@ -89,6 +93,7 @@ class Request(NamedTuple):
     port: Optional[int]
     raw_model: str = ""  # the modelId as the user passed it (model: cleaned for telemetry)
     span_name: Optional[str] = None  # when not "{operation} {model}" (agent-runtime calls)
+    extra: Start = NO_START  # tier, attribution, resolved profile (extras.py)
 
 
 class Estimate(NamedTuple):
@@ -364,6 +369,7 @@ class Handler:
         telemetry: Telemetry,
         precounter: Optional[Precounter],
         on_first_call: Optional[Callable[[], None]] = None,
+        extras: Optional[Extras] = None,
     ) -> None:
         self.settings = settings
         self.telemetry = telemetry
@@ -380,6 +386,8 @@ class Handler:
                 settings.content_max_length, settings.capture_content, settings.content_events,
                 telemetry.schema, telemetry.event_logger,
             )
+        # Cost, quota burn, service tier, attribution, profiles, estimates (docs/cost.md)
+        self.extras = extras if extras is not None else Extras(settings)
         # Run once, at the first traced call: by then every instrumentor has been loaded.
         self._on_first_call = on_first_call
 
@@ -476,10 +484,17 @@ class Handler:
             attrs[names.AWS_BEDROCK_GUARDRAIL_ID] = guardrail
         if self._capture is not None and spec.kind != "count":
             attrs.update(self._capture.input_attributes(body))
+        extra = NO_START
+        if spec.kind != "count":
+            # an async client's call runs on its event loop: a profile lookup never waits there
+            wait = not type(client).__module__.startswith("aiobotocore")
+            extra = self.extras.start(client, spec.kind, raw_model, params, wait)
+            if extra is not NO_START:
+                attrs.update(Extras.start_attributes(extra))
         address, port = _server(client)
         return Request(
             operation_name, spec, model, info, family, operation, body, clean_attributes(attrs),
-            address, port, raw_model,
+            address, port, raw_model, extra=extra,
         )
 
     def _describe_agent(
@@ -551,6 +566,15 @@ class Handler:
             record.usage_metrics = False  # recorded per model step, never for the total
         if estimate is not None:
             record.estimate = estimate.tokens
+        if request.spec.kind not in ("count", "agent"):
+            extras = self.extras
+            record.extras = extras
+            record.extra = request.extra
+            record.model = request.raw_model
+            record.operation = request.operation
+            record.metric_key = (request.operation, request.model, request.address, request.port)
+            if extras.estimator is not None:
+                record.request_body = request.body
         if captured is not None:
             record.capture = self._capture
             record.content = captured
@@ -579,6 +603,10 @@ class Handler:
         if spec.kind == "agent":
             found = agents.response_attributes(request.operation_name, result)
             attrs.update(clean_attributes(found))
+        elif spec.kind == "invoke":
+            tier = tiers.from_invoke_response(result, headers)
+            if tier is not NO_TIER:
+                record.facts = ResponseFacts(tier)
         if spec.stream_key is not None:
             record.span.set_attributes(attrs)
             if not wrap_stream(
@@ -594,6 +622,10 @@ class Handler:
                 return _Pending(usage, attrs)
         elif spec.kind == "converse":
             usage = self._converse_result(result, attrs)
+            record.facts = ResponseFacts(
+                tiers.from_converse_response(result),
+                ttl_breakdown_from_converse(result.get("usage")),
+            )
         else:  # count; agent-runtime calls without a stream report no usage
             usage = None
             count = to_count(result.get("inputTokens"))
@@ -637,6 +669,14 @@ class Handler:
             if parsed is not None:
                 info = families.extract_body(request.family, parsed)
                 info.add_response_attributes(attrs)
+                record.facts = ResponseFacts(
+                    record.facts.tier,
+                    ttl_breakdown_from_anthropic(
+                        parsed.get("usage") if isinstance(parsed, Mapping) else None
+                    ),
+                    output_images(parsed),
+                    parsed if self.extras.estimator is not None else None,
+                )
                 if self._capture is not None:
                     attrs.update(self._capture.output_attributes(
                         content.reply_text(parsed), info.finish_reasons

@@ -34,6 +34,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import copy
+import inspect
 import logging
 import os
 import random
@@ -51,7 +52,9 @@ from opentelemetry import context, trace
 
 from . import names
 from .config import Settings
+from .costing import CallCost
 from .countclient import count_client
+from .extras import Extras
 from .patch import INTERNAL_CALL_KEY, Estimate, Request
 from .record import CallRecord, error_type, status_description
 from .telemetry import Telemetry
@@ -490,13 +493,19 @@ class _Work:
 class CountTokensPrecounter:
     """The ``patch.Precounter`` of one ``instrument()``; see the module docstring."""
 
-    def __init__(self, settings: Settings, telemetry: Telemetry) -> None:
+    def __init__(
+        self, settings: Settings, telemetry: Telemetry, extras: Optional[Extras] = None
+    ) -> None:
         self._settings = settings
         self._telemetry = telemetry
         self._mode = settings.precount
         self._ratio = settings.precount_sample_ratio
         self._timeout = settings.precount_timeout
         self._hook = settings.precount_hook
+        # The hook's upper bounds (estimated_cost, quota_burn), for hooks that take them; a
+        # three-argument hook is called as before.
+        self._extras = extras
+        self._hook_keywords = _bound_keywords(self._hook) if extras is not None else frozenset()
         self._random = random.Random()
         self._pool = _Pool(settings.precount_workers, settings.precount_queue_size)
         _pools.add(self._pool)
@@ -578,13 +587,30 @@ class CountTokensPrecounter:
             return None
         tokens = estimate.tokens
         if tokens is not None and self._hook is not None:
+            keywords = self._hook_bounds(request, tokens)
             try:
-                self._hook(request.model, request.operation_name, tokens)
+                self._hook(request.model, request.operation_name, tokens, **keywords)
             except BaseException:
                 job.abandon()
                 raise
         self._pending.job = (request, job)
         return estimate
+
+    def _hook_bounds(self, request: Request, tokens: int) -> dict[str, Optional[float]]:
+        """estimated_cost (USD) and quota_burn (tokens) if the call used all of its
+        ``max_tokens``: None for each without a price or a max_tokens. Never raises."""
+        if not self._hook_keywords or self._extras is None:
+            return {}
+        try:
+            max_tokens = to_count(request.attributes.get(names.GEN_AI_REQUEST_MAX_TOKENS))
+            bounds = self._extras.precount_bounds(
+                request.extra, request.raw_model or request.model, tokens, max_tokens
+            )
+        except Exception:
+            _logger.debug("bedrock-tokens: no upper bounds for the hook", exc_info=True)
+            bounds = CallCost(None, None)
+        found = {"estimated_cost": bounds.cost, "quota_burn": bounds.quota_tokens}
+        return {key: value for key, value in found.items() if key in self._hook_keywords}
 
     def after_start(
         self, client: Any, request: Request, params: Mapping[str, Any], record: CallRecord,
@@ -914,6 +940,27 @@ if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def make_precounter(settings: Settings, telemetry: Telemetry) -> CountTokensPrecounter:
+def make_precounter(
+    settings: Settings, telemetry: Telemetry, extras: Optional[Extras] = None
+) -> CountTokensPrecounter:
     """The pre-counter for ``settings.precount`` (blocking or background)."""
-    return CountTokensPrecounter(settings, telemetry)
+    return CountTokensPrecounter(settings, telemetry, extras)
+
+
+_BOUND_KEYWORDS = frozenset({"estimated_cost", "quota_burn"})
+
+
+def _bound_keywords(hook: Any) -> frozenset[str]:
+    """Which of the upper-bound keywords the hook accepts (all of them with ``**kwargs``)."""
+    if hook is None:
+        return frozenset()
+    try:
+        parameters = inspect.signature(hook).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: called the old way
+        return frozenset()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return _BOUND_KEYWORDS
+    accepted = {p.name for p in parameters
+                if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                              inspect.Parameter.KEYWORD_ONLY)}
+    return frozenset(_BOUND_KEYWORDS & accepted)

@@ -19,6 +19,7 @@ from botocore.exceptions import HTTPClientError
 from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode, set_span_in_context
 
 from . import names
+from .extras import NO_FACTS, NO_START, Extras, Finish, ResponseFacts, Start
 from .telemetry import MetricAttributes, Telemetry
 from .text import clean_attributes, clean_id, clean_value
 from .usage import Usage
@@ -76,7 +77,8 @@ def status_description(exc: BaseException, service_message: bool = False) -> str
 
 class CallRecord:
     __slots__ = (
-        "_guard", "_once", "_telemetry", "capture", "content", "estimate", "metric_attrs",
+        "_guard", "_once", "_telemetry", "capture", "content", "estimate", "extra", "extras",
+        "facts", "metric_attrs", "metric_key", "model", "operation", "request_body",
         "service_message", "span", "start", "usage_metrics",
     )
 
@@ -104,6 +106,14 @@ class CallRecord:
         # False for an agent or flow call: its model steps recorded the token metrics
         # (model_step), and the totals on its span must not be recorded a second time.
         self.usage_metrics = True
+        # Cost, quota burn, tier and attribution (extras.py): set by the flow for invocations.
+        self.extras: Optional[Extras] = None
+        self.extra: Start = NO_START
+        self.facts: ResponseFacts = NO_FACTS  # what the response said; set before end()
+        self.model = ""  # the modelId as sent (prices and burndown rates key on it)
+        self.operation = ""
+        self.metric_key: tuple[str, str, Optional[str], Optional[int]] = ("", "", None, None)
+        self.request_body: Any = None  # kept only when an estimator needs it
 
     @property
     def ended(self) -> bool:
@@ -174,10 +184,14 @@ class CallRecord:
         # them) only when someone will see them: a sampled-out span records nothing.
         # error_type() cleans a service code; a class name is cleaned here (both identifiers)
         etype = None if error is None else clean_id(error_type(error))
-        input_tokens, drift = self._record_metrics(duration, usage, etype, ttfc)
+        has_model = attributes is not None and names.GEN_AI_RESPONSE_MODEL in attributes
+        input_tokens, drift, finish = self._record_metrics(
+            duration, usage, etype, ttfc, error, has_model
+        )
         capture = self.capture
         if span.is_recording() or (capture is not None and capture.on_event):
-            self._annotate(span, usage, input_tokens, drift, attributes, error, etype, ttfc)
+            extra = finish.attributes if finish is not None else None
+            self._annotate(span, usage, input_tokens, drift, attributes, extra, error, etype, ttfc)
 
     def _record_metrics(
         self,
@@ -185,11 +199,25 @@ class CallRecord:
         usage: Optional[Usage],
         etype: Optional[str],
         ttfc: Optional[float],
-    ) -> tuple[Optional[int], Optional[int]]:
-        """Every metric point of the call; (semconv input tokens, pre-count drift)."""
+        error: Optional[BaseException],
+        response_has_model: bool,
+    ) -> tuple[Optional[int], Optional[int], Optional[Finish]]:
+        """Every metric point of the call; (semconv input tokens, pre-count drift, what the
+        extras found: cost, quota burn, tier, attribution)."""
         tel = self._telemetry
         metric_attrs = self.metric_attrs
         base = metric_attrs.base
+        extras = self.extras
+        finish = None
+        if extras is not None and error is None:
+            facts = self.facts
+            finish = extras.finish(
+                self.extra, self.model, self.operation, usage, facts.tier, facts.cache_ttl,
+                facts.images, self.request_body, facts.response_body,
+                response_has_model=response_has_model,
+            )
+            if finish.metric_extra:  # the service tier on the token metrics
+                metric_attrs = tel.metric_attributes(*self.metric_key, extra=finish.metric_extra)
         input_tokens = drift = None
         if usage is not None:
             input_tokens = usage.semconv_input()
@@ -208,13 +236,25 @@ class CallRecord:
             tel.precount_drift.record(
                 abs(drift), {**(base or {}), names.AWS_BEDROCK_COUNT_TOKENS_DIRECTION: direction}
             )
+        if finish is not None:  # cost, quota burn, images: the tier and the attribution
+            key = (self.metric_key, finish.counter_extra)
+            extended = (
+                tel.metric_attributes(*self.metric_key, extra=finish.counter_extra).base
+                if finish.counter_extra else base
+            )
+            if finish.cost is not None:
+                tel.usage_cost.add(key, finish.cost, extended)
+            if finish.quota_tokens is not None:
+                tel.quota_tokens.add(key, finish.quota_tokens, extended)
+            if finish.images is not None:
+                tel.output_images.add(key, finish.images, extended)
         if ttfc is not None:
             tel.time_to_first_chunk.record(ttfc, base)
         if etype is not None:
             metric_attrs.duration.record(duration, metric_attrs.with_error(etype))
         else:
             metric_attrs.duration.record(duration, base)
-        return input_tokens, drift
+        return input_tokens, drift, finish
 
     def _annotate(
         self,
@@ -223,6 +263,7 @@ class CallRecord:
         input_tokens: Optional[int],
         drift: Optional[int],
         attributes: Optional[Mapping[str, Any]],
+        extra: Optional[Mapping[str, Any]],
         error: Optional[BaseException],
         etype: Optional[str],
         ttfc: Optional[float],
@@ -230,6 +271,8 @@ class CallRecord:
         """The span's end attributes and status, and the content event."""
         # One set_attributes call: the SDK locks and validates per call, not per attribute.
         attrs: dict[str, Any] = dict(attributes) if attributes else {}
+        if extra:
+            attrs.update(extra)
         if usage is not None:
             attrs[names.AWS_BEDROCK_USAGE_SOURCE] = usage.source
             if input_tokens is not None:

@@ -35,7 +35,10 @@ import wrapt
 
 from . import agents, families, names
 from .content import Capture, TextCollector, stream_delta_text
+from .extras import ResponseFacts
+from .pricing import ttl_breakdown_from_anthropic, ttl_breakdown_from_converse
 from .record import CallRecord
+from .tiers import from_converse_response
 from .usage import Usage, from_converse, merge, to_count
 
 _logger = logging.getLogger(__name__)
@@ -161,7 +164,12 @@ class _StreamState:
         self.saw_final = True
         if not isinstance(metadata, Mapping):
             return
-        self.usage = from_converse(metadata.get("usage"), "stream_metadata")
+        usage = metadata.get("usage")
+        self.usage = from_converse(usage, "stream_metadata")
+        # tier, latency mode and cache writes by TTL, copied out as plain values
+        self.record.facts = ResponseFacts(
+            from_converse_response(metadata), ttl_breakdown_from_converse(usage)
+        )
         metrics = metadata.get("metrics")
         if isinstance(metrics, Mapping):
             self.latency = to_count(metrics.get("latencyMs"))
@@ -246,6 +254,13 @@ class _StreamState:
         chunks = [c for c in map(_parse_json, kept) if c is not None]
         metrics, info = families.extract_stream_chunks(self._family, chunks)
         for chunk in chunks:
+            if isinstance(chunk, Mapping) and chunk.get("type") == "message_start":
+                message = chunk.get("message")  # Anthropic: cache writes by TTL, if broken down
+                ttl = ttl_breakdown_from_anthropic(
+                    message.get("usage") if isinstance(message, Mapping) else None
+                )
+                if ttl is not None:
+                    self.record.facts = self.record.facts._replace(cache_ttl=ttl)
             invocation, first_byte = families.invocation_latencies(chunk)
             if invocation is not None:
                 attrs[names.AWS_BEDROCK_INVOCATION_LATENCY] = invocation

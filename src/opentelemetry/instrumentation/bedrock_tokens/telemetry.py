@@ -9,9 +9,11 @@ ever asks which convention is active.
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from typing import Any, Callable, NamedTuple, Optional
 
-from opentelemetry.metrics import Histogram
+from opentelemetry.metrics import Histogram, Observation
 from opentelemetry.util.types import Attributes
 
 from opentelemetry import metrics, trace
@@ -24,7 +26,7 @@ _logger = logging.getLogger(__name__)
 SCHEMA_URL = names.SCHEMA_V1_41.schema_url  # the default convention's
 SCOPE = "opentelemetry.instrumentation.bedrock_tokens"
 
-_MetricKey = tuple[str, str, Optional[str], Optional[int]]
+_MetricKey = tuple[str, str, Optional[str], Optional[int], tuple[tuple[str, str], ...]]
 
 # (count, attribute set) pairs a Usage becomes; see Telemetry.record_usage
 UsageRecorder = Callable[
@@ -157,6 +159,20 @@ class Telemetry:
                 "the model and endpoint within the back-off period."
             ),
         )
+        # Cost, quota burn and images (docs/cost.md): sums per model, tier and tenant.
+        self.usage_cost = totals(
+            meter, names.METRIC_USAGE_COST, names.UNIT_USD,
+            "What calls cost by the configured price table, in USD.",
+        )
+        self.quota_tokens = totals(
+            meter, names.METRIC_QUOTA_TOKENS, names.UNIT_TOKEN,
+            "Tokens taken from the model's tokens-per-minute quota (output tokens at the "
+            "model's burndown rate).",
+        )
+        self.output_images = totals(
+            meter, names.METRIC_OUTPUT_IMAGES, names.UNIT_IMAGE,
+            "Images returned by image-generation models.",
+        )
         # The content event's logger: only when content events were asked for.
         self.event_logger: Any = _event_logger(logger_provider, url) if events else None
         self._attrs: dict[_MetricKey, MetricAttributes] = {}
@@ -190,15 +206,30 @@ class Telemetry:
             self.usage_cache_write.add(cache_write, attrs.input)
 
     def metric_attributes(
-        self, operation: str, model: str, address: Optional[str], port: Optional[int]
+        self,
+        operation: str,
+        model: str,
+        address: Optional[str],
+        port: Optional[int],
+        extra: tuple[tuple[str, str], ...] = (),
     ) -> MetricAttributes:
         """The attribute sets of one distinct key, built once.
 
         Limited to the convention's attributes so cardinality stays bounded. The dicts are
         shared: nobody may mutate them.
         """
-        key = (operation, model, address, port)
+        key = (operation, model, address, port, extra)
         found = self._attrs.get(key)
+        if found is None and extra:
+            # service tier and guarded attribution on top of the convention's set
+            plain = self.metric_attributes(operation, model, address, port)
+            more = dict(extra)
+            found = MetricAttributes(
+                {**(plain.base or {}), **more}, {**(plain.input or {}), **more},
+                {**(plain.output or {}), **more}, plain.duration, {},
+            )
+            if len(self._attrs) < 4096:
+                self._attrs[key] = found
         if found is None:
             base: dict[str, Any] = {
                 names.GEN_AI_PROVIDER_NAME: names.PROVIDER_AWS_BEDROCK,
@@ -229,6 +260,58 @@ class Telemetry:
 
 
 _INFERENCE = frozenset({names.OP_CHAT, names.OP_TEXT_COMPLETION, names.OP_EMBEDDINGS})
+_MAX_SERIES = 8192  # attribute sets per summed counter; beyond it, one overflow series
+_OVERFLOW: Attributes = {"otel.metric.overflow": True}  # the SDK's own overflow attribute
+
+
+class Totals:
+    """A counter's running sums per attribute set, reported by an observable counter.
+
+    A synchronous counter costs one SDK measurement per call (every attribute validated and
+    hashed: tens of microseconds, more than the rest of what cost adds to a call); a sum per
+    attribute set is one dict update under a lock, and the SDK reads the sums at collection.
+    What the backend receives is the same monotonic sum, in either temporality. Keys are the
+    record's metric key and extra, so no attribute dict is hashed per call."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sums: dict[Any, list[Any]] = {}
+
+    def add(self, key: Any, value: float, attributes: Attributes) -> None:
+        with self._lock:
+            entry = self._sums.get(key)
+            if entry is None:
+                if len(self._sums) >= _MAX_SERIES:
+                    key, attributes = "_overflow", _OVERFLOW
+                    entry = self._sums.get(key)
+                if entry is None:
+                    entry = self._sums[key] = [0, attributes]
+            entry[0] += value
+
+    def observe(self, options: Any = None) -> list[Observation]:
+        with self._lock:
+            return [Observation(value, attributes) for value, attributes in self._sums.values()]
+
+
+# One Totals per (meter, name): a second instrument() on the same provider gets the SDK's
+# existing observable counter back (callbacks and all), so its sums must be the same object.
+_totals: weakref.WeakKeyDictionary[Any, dict[str, Totals]] = weakref.WeakKeyDictionary()
+_totals_lock = threading.Lock()
+
+
+def totals(meter: Any, name: str, unit: str, description: str) -> Totals:
+    with _totals_lock:
+        try:
+            per_meter = _totals.setdefault(meter, {})
+        except TypeError:  # a meter that takes no weak reference: its own sums
+            per_meter = {}
+        found = per_meter.get(name)
+        if found is None:
+            found = per_meter[name] = Totals()
+            meter.create_observable_counter(
+                name, callbacks=[found.observe], unit=unit, description=description
+            )
+    return found
 
 
 def _event_logger(logger_provider: Any, schema_url: str) -> Any:

@@ -8,6 +8,7 @@ have none, and ``Scenario.omit_body_usage`` removes the others.
 
 from __future__ import annotations
 
+import base64
 import random
 from collections.abc import Mapping
 from typing import Any, Callable
@@ -33,6 +34,13 @@ def anthropic_usage(turn: Turn, output: int) -> dict[str, Number]:
     if turn.cache_reported:
         usage["cache_creation_input_tokens"] = turn.n(turn.cache_write)
         usage["cache_read_input_tokens"] = turn.n(turn.cache_read)
+        ttl = turn.cache_ttl
+        if ttl is not None:
+            long_ttl = ttl == "1h"
+            usage["cache_creation"] = {  # type: ignore[assignment]
+                "ephemeral_5m_input_tokens": turn.n(0 if long_ttl else turn.cache_write),
+                "ephemeral_1h_input_tokens": turn.n(turn.cache_write if long_ttl else 0),
+            }
     usage["output_tokens"] = turn.n(output)
     return usage
 
@@ -298,6 +306,35 @@ def _body_cohere_rerank(turn: Turn) -> dict[str, Any]:
     return {"results": results}
 
 
+def _fake_image(turn: Turn, index: int) -> str:
+    """A base64 PNG signature plus the request id: an image by shape, a few bytes in size."""
+    return base64.b64encode(b"\x89PNG\r\n\x1a\n" + f"{turn.request_id}/{index}".encode()).decode()
+
+
+def _images_asked(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
+
+
+def _body_amazon_image(turn: Turn) -> dict[str, Any]:
+    """Titan Image Generator and Nova Canvas: ``images`` (``numberOfImages`` of them)."""
+    config = turn.body.get("imageGenerationConfig")
+    count = _images_asked(config.get("numberOfImages") if isinstance(config, Mapping) else None)
+    return {"images": [_fake_image(turn, n) for n in range(count)]}
+
+
+def _body_stability(turn: Turn) -> dict[str, Any]:
+    """Stability AI SD3 / Stable Image Ultra / Core: one image, its seed and finish reason."""
+    return {"seeds": [42], "finish_reasons": [None], "images": [_fake_image(turn, 0)]}
+
+
+def _body_stability_sdxl(turn: Turn) -> dict[str, Any]:
+    """Stability AI SDXL 1.0: ``artifacts`` (``samples`` of them)."""
+    count = _images_asked(turn.body.get("samples"))
+    artifacts = [{"seed": 42 + n, "base64": _fake_image(turn, n), "finishReason": "SUCCESS"}
+                 for n in range(count)]
+    return {"result": "success", "artifacts": artifacts}
+
+
 # Usage keys each family carries at the top level of its body (for ``omit_body_usage``).
 _BODY_USAGE_KEYS: Mapping[str, tuple[str, ...]] = {
     "anthropic": ("usage",),
@@ -328,6 +365,9 @@ _BODIES: Mapping[str, Callable[[Turn], dict[str, Any]]] = {
     "openai-completion": _body_openai_completion,
     "ai21-j2": _body_ai21_j2,
     "cohere-rerank": _body_cohere_rerank,
+    "amazon-image": _body_amazon_image,
+    "stability": _body_stability,
+    "stability-sdxl": _body_stability_sdxl,
 }
 
 

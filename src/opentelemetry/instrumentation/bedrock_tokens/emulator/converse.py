@@ -84,6 +84,11 @@ def _usage(turn: Turn) -> dict[str, Number]:
     if turn.cache_reported:
         usage["cacheReadInputTokens"] = turn.n(turn.cache_read)
         usage["cacheWriteInputTokens"] = turn.n(turn.cache_write)
+        ttl = turn.cache_ttl
+        if turn.cache_write and ttl is not None:  # "empty if no cache creation occurred"
+            usage["cacheDetails"] = [  # type: ignore[assignment]
+                {"ttl": ttl, "inputTokens": turn.n(turn.cache_write)}
+            ]
     return usage
 
 

@@ -55,6 +55,9 @@ _REQUIRED: Mapping[str, tuple[tuple[str, ...], ...]] = {
     "openai-completion": (("prompt",),),
     "ai21-j2": (("prompt",),),
     "cohere-rerank": (("query",), ("documents",)),
+    "amazon-image": (("taskType",),),
+    "stability": (("prompt",),),
+    "stability-sdxl": (("text_prompts",),),
 }
 
 

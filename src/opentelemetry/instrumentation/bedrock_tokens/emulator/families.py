@@ -25,6 +25,7 @@ from .reply import Reply
 __all__ = [
     "EMBEDDING_FAMILIES",
     "FAMILIES",
+    "IMAGE_FAMILIES",
     "NON_STREAMING_FAMILIES",
     "RERANK_FAMILIES",
     "TOOL_FAMILIES",
@@ -55,12 +56,18 @@ FAMILIES = (
     "openai-completion",
     "ai21-j2",
     "cohere-rerank",
+    "amazon-image",
+    "stability",
+    "stability-sdxl",
 )
 EMBEDDING_FAMILIES = frozenset({"titan-embed", "cohere-embed"})
 # Families without InvokeModelWithResponseStream (answered with a 400), and the rerankers,
 # which report no token counts at all (only the invocation latency header).
-NON_STREAMING_FAMILIES = EMBEDDING_FAMILIES | {"ai21-j2", "cohere-rerank"}
 RERANK_FAMILIES = frozenset({"cohere-rerank"})
+# Image generation (Titan Image Generator, Nova Canvas, Stability AI): no token counts at all,
+# the images in the body (CloudWatch counts them as OutputImageCount).
+IMAGE_FAMILIES = frozenset({"amazon-image", "stability", "stability-sdxl"})
+NON_STREAMING_FAMILIES = EMBEDDING_FAMILIES | RERANK_FAMILIES | IMAGE_FAMILIES | {"ai21-j2"}
 # Families whose native InvokeModel body has tools (and answers with tool calls).
 TOOL_FAMILIES = frozenset({"anthropic", "nova"})
 
@@ -152,6 +159,8 @@ def family_for(base_id: Optional[str], body: Optional[Mapping[str, Any]]) -> Opt
             legacy = "prompt" in body and "messages" not in body
         return "anthropic-legacy" if legacy else "anthropic"
     if vendor == "amazon":
+        if name.startswith(("titan-image", "nova-canvas")):
+            return "amazon-image"
         if name.startswith("titan-embed"):
             return "titan-embed"
         if name.startswith("titan-"):
@@ -177,6 +186,8 @@ def family_for(base_id: Optional[str], body: Optional[Mapping[str, Any]]) -> Opt
         if name.startswith("j2-"):
             return "ai21-j2"
         return "jamba" if name.startswith("jamba") else None
+    if vendor == "stability":
+        return "stability-sdxl" if name.startswith("stable-diffusion-xl") else "stability"
     simple = {"meta": "llama", "deepseek": "deepseek", "openai": "openai"}
     return simple.get(vendor)
 
@@ -188,6 +199,22 @@ def cache_capable(family: Optional[str], base_id: Optional[str]) -> bool:
     if family == "anthropic":
         return base_id is None or _OLD_CLAUDE.search(base_id) is None
     return family is None
+
+
+def _explicit_ttls(value: Any, found: set[str], depth: int = 0) -> None:
+    """The ``ttl`` values of the cache points in a request (none: no TTL was asked for)."""
+    if depth > 32:
+        return
+    if isinstance(value, list):
+        for item in value:
+            _explicit_ttls(item, found, depth + 1)
+    elif isinstance(value, Mapping):
+        for key in ("cachePoint", "cache_control"):
+            marker = value.get(key)
+            if isinstance(marker, Mapping) and marker.get("ttl") in ("5m", "1h"):
+                found.add(marker["ttl"])
+        for item in value.values():
+            _explicit_ttls(item, found, depth + 1)
 
 
 @dataclass(frozen=True)
@@ -217,6 +244,18 @@ class Turn:
         source = {k: self.body.get(k) for k in ("system", "messages", "prompt", "inputText")}
         output = 0 if self.intervened else len(self.reply.text)
         return text_characters(source), output
+
+    @property
+    def cache_ttl(self) -> Optional[str]:
+        """The TTL the request's cache points ask for explicitly (``ttl`` of a Converse
+        ``cachePoint`` or an Anthropic ``cache_control``; ``1h`` wins), else None. Responses
+        break cache writes down by TTL only then: recorded traffic without a ``ttl`` has no
+        breakdown."""
+        found: set[str] = set()
+        _explicit_ttls(self.body, found)
+        if not found:
+            return None
+        return "1h" if "1h" in found else "5m"
 
     def n(self, value: int) -> Number:
         """A count as the scenario wants it on the wire (``28`` or ``28.0``)."""

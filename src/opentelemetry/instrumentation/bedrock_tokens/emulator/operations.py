@@ -32,6 +32,7 @@ from .counting import (
 )
 from .families import (
     EMBEDDING_FAMILIES,
+    IMAGE_FAMILIES,
     NON_STREAMING_FAMILIES,
     RERANK_FAMILIES,
     Turn,
@@ -40,6 +41,7 @@ from .families import (
 )
 from .guardrails import converse_guardrail, invoke_guardrail
 from .modelids import ModelRef, parse_model_id
+from .profiles import PROFILE_PATH, profile_body
 from .recording import RecordedRequest, RequestLog, StepUsage
 from .reply import build_reply
 from .scenarios import SCENARIO_HEADER, Scenario, ScenarioBook
@@ -207,6 +209,9 @@ def _route(method: str, target: str) -> tuple[str, str]:
     path = urlsplit(target).path
     operation: Optional[str] = None
     encoded = ""
+    if path.startswith(PROFILE_PATH) and method == "GET":
+        # the bedrock control plane's GetInferenceProfile (profile resolution)
+        return "GetInferenceProfile", unquote(path[len(PROFILE_PATH):])
     if path.startswith("/model/"):
         encoded, sep, suffix = path[len("/model/") :].rpartition("/")
         operation = _OPERATIONS_BY_SUFFIX.get(suffix) if sep else None
@@ -279,6 +284,8 @@ def _dispatch(state: EmulatorState, incoming: Incoming, record: _Record) -> Outc
     operation, model_id = _route(incoming.method, incoming.target)
     record.operation, record.model_id = operation, model_id
     scenario = _scenario_for(state, incoming, model_id, operation)
+    if operation == "GetInferenceProfile":
+        return _get_inference_profile(state, incoming, model_id)
     if operation == "CountTokens":
         return _count_tokens(state, incoming, record, scenario, model_id)
     if operation in ("Converse", "ConverseStream"):
@@ -287,6 +294,16 @@ def _dispatch(state: EmulatorState, incoming: Incoming, record: _Record) -> Outc
 
 
 _INVALID_MODEL = "The provided model identifier is invalid."
+
+
+def _get_inference_profile(state: EmulatorState, incoming: Incoming, identifier: str) -> Outcome:
+    body = profile_body(identifier, state.alias(identifier))
+    if body is None:
+        raise RequestError(
+            404, "ResourceNotFoundException", f"Inference profile {identifier} not found."
+        )
+    headers = [("Content-Type", "application/json"), ("x-amzn-RequestId", incoming.request_id)]
+    return Outcome(200, headers, json_bytes(body))
 
 
 def _resolve(state: EmulatorState, model_id: str) -> tuple[ModelRef, Optional[str]]:
@@ -316,7 +333,7 @@ def _converse_family(base: Optional[str]) -> Optional[str]:
     family = family_for(base, None)
     if base is not None and family is None:
         raise RequestError(400, "ValidationException", _INVALID_MODEL)
-    if family in EMBEDDING_FAMILIES or family in RERANK_FAMILIES:
+    if family in EMBEDDING_FAMILIES or family in RERANK_FAMILIES or family in IMAGE_FAMILIES:
         raise RequestError(
             400,
             "ValidationException",
@@ -390,7 +407,7 @@ def _invoke(
     family = _invoke_family(base, body, model_id)
     stream = operation == "InvokeModelWithResponseStream"
     embedding = family in EMBEDDING_FAMILIES
-    rerank = family in RERANK_FAMILIES
+    rerank = family in RERANK_FAMILIES or family in IMAGE_FAMILIES  # no counts at all
     if stream and family in NON_STREAMING_FAMILIES:
         raise RequestError(400, "ValidationException", "The model is unsupported for streaming.")
     plan = plan_invoke_body(body)

@@ -49,6 +49,7 @@ OPERATIONS = (
     "ConverseStream",
     "CountTokens",
     *AGENT_OPERATIONS,
+    "GetInferenceProfile",  # the bedrock control plane's, for profile resolution
 )
 
 # Modelled Bedrock Runtime errors and their HTTP status (service model 2023-09-30), plus the
