@@ -313,7 +313,7 @@ def _digest(events: Any) -> tuple[int, str]:
 def test_long_stream_memory_stays_flat(
     instrument: Any, bedrock_client: Any, bedrock_emulator: Any
 ) -> None:
-    n = 100_000
+    n = 20_000  # buffered, 20,000 events would hold megabytes: far past the 256 KiB bound
     bedrock_emulator.set_scenario(Scenario(stream_events=n))
 
     def run() -> tuple[tuple[int, str], int]:

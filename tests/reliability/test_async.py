@@ -108,6 +108,9 @@ def remote_emulator() -> Iterator[_Remote]:
             process.kill()
 
 
+_session: Any = None
+
+
 async def _aclient(emulator: Any, transport: str, read_timeout: Optional[float] = None,
                    pool: int = 10) -> AsyncIterator[Any]:
     from aiobotocore.config import AioConfig
@@ -122,7 +125,10 @@ async def _aclient(emulator: Any, transport: str, read_timeout: Optional[float] 
         from aiobotocore.httpxsession import HttpxSession
 
         options["http_session_cls"] = HttpxSession
-    async with get_session().create_client(
+    global _session
+    if _session is None:  # one session, as applications have: its loader caches the models
+        _session = get_session()
+    async with _session.create_client(
             "bedrock-runtime", config=AioConfig(**options), **emulator.client_kwargs()) as client:
         yield client
 
