@@ -710,7 +710,7 @@ async def test_budget_hook_vetoes_an_async_call(
     def hook(model: str, operation: str, estimate: int) -> None:
         raise OverBudget(f"{operation} {estimate}")
 
-    instrument(precount="blocking", precount_hook=hook)
+    instrument(precount="blocking", precount_hook=hook, precount_timeout=10.0)
     with pytest.raises(OverBudget):
         await bedrock_async_client.converse(modelId=CLAUDE, messages=converse_messages())
     assert [r.operation for r in bedrock_emulator.requests] == ["CountTokens"]  # never sent

@@ -110,6 +110,9 @@ def precount(
     instrumentor's own teardown uninstruments, every pre-count still running is waited for,
     so none of them reaches the next test's emulator log."""
     def _start(mode: str = "blocking", **options: Any) -> CountTokensPrecounter:
+        # A budget a loaded machine cannot miss, unless the test is about the budget: one
+        # pre-count past the 0.25 s default backs the model off and skews what others count.
+        options.setdefault("precount_timeout", 10.0)
         instrument(precount=mode, **options)
         handler = patch.active
         assert handler is not None

@@ -95,7 +95,8 @@ def test_every_emitted_name_is_the_conventions(
         monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "http, gen_ai_latest_experimental")
     else:
         monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
-    instrument(logger_provider=logs, capture_content="SPAN_AND_EVENT", precount="blocking")
+    instrument(logger_provider=logs, capture_content="SPAN_AND_EVENT", precount="blocking",
+               precount_timeout=10.0)
     _workload(bedrock_client, bedrock_emulator)
     got = _emitted(bedrock_telemetry, logs)
 
