@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -103,7 +104,10 @@ def test_tokenizer_file_estimator_loads_the_file_and_counts(
 
 
 def test_tokenizer_file_estimator_with_the_real_package(tmp_path: Path) -> None:
-    pytest.importorskip("tokenizers")  # the optional 'tokenizer' extra
+    # The optional 'tokenizer' extra is not in the test extra (it brings httpx2); .ci/floor
+    # installs it and requires this test to run.
+    if not os.environ.get("BEDROCK_TOKENS_REQUIRE_TOKENIZERS"):
+        pytest.importorskip("tokenizers", reason="the tokenizer extra; run by .ci/floor")
     loaded = estimate.load_estimator(None, _tokenizer_file(tmp_path))
     assert isinstance(loaded, estimate.TokenizerEstimator)
     got = estimate.run(loaded, "stability.sd3-large-v1:0", {"prompt": "hello world you"},
