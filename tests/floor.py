@@ -48,3 +48,19 @@ needs_flow_node_dependency_trace = pytest.mark.skipif(
     not agent_runtime_shape_has("FlowTrace", "nodeDependencyTrace"),
     reason=f"botocore {botocore.__version__} has no FlowTrace.nodeDependencyTrace (the flow's "
     "agent-node usage; older than the test needs)")
+
+
+def runtime_shape_has(shape: str, member: str) -> bool:
+    """Whether botocore's bedrock-runtime model's ``shape`` has ``member``."""
+    try:
+        model = botocore.session.get_session().get_service_model("bedrock-runtime")
+        return member in model.shape_for(shape).members
+    except Exception:
+        return False
+
+
+def needs_runtime_member(shape: str, member: str) -> Any:
+    return pytest.mark.skipif(
+        not runtime_shape_has(shape, member),
+        reason=f"botocore {botocore.__version__} has no {shape}.{member} (older than the test "
+        "needs)")

@@ -18,6 +18,7 @@ from opentelemetry import baggage, context
 from opentelemetry.instrumentation.bedrock_tokens import doctor, names
 from opentelemetry.instrumentation.bedrock_tokens.emulator import Scenario
 
+from .floor import needs_runtime_member
 from .helpers import converse_messages, only_span
 
 HAIKU = "anthropic.claude-3-5-haiku-20241022-v1:0"
@@ -110,6 +111,7 @@ def test_cost_of_converse_with_cache_writes_then_reads(
     assert costs[1] < costs[0]
 
 
+@needs_runtime_member("CachePointBlock", "ttl")
 @pytest.mark.parametrize("ttl", ["5m", "1h"])
 def test_cache_writes_priced_by_ttl(instrument: Any, bedrock_client: Any,
                                     bedrock_emulator: Any, bedrock_telemetry: Any,
@@ -133,6 +135,7 @@ def test_cache_writes_priced_by_ttl(instrument: Any, bedrock_client: Any,
             _expected(recorded, ttl=ttl)), operation
 
 
+@needs_runtime_member("ConverseRequest", "serviceTier")
 def test_service_tier_prices_and_metric_attribute(
     instrument: Any, bedrock_client: Any, bedrock_emulator: Any, bedrock_telemetry: Any
 ) -> None:
@@ -157,6 +160,7 @@ def test_service_tier_prices_and_metric_attribute(
         assert names.AWS_BEDROCK_SERVICE_TIER not in point.attributes
 
 
+@needs_runtime_member("InvokeModelRequest", "serviceTier")
 def test_a_tier_without_a_price_gives_no_cost(
     instrument: Any, bedrock_client: Any, bedrock_telemetry: Any
 ) -> None:
@@ -232,6 +236,7 @@ def test_without_resolution_an_application_profile_has_no_price(
 
 
 # -- attribution -------------------------------------------------------------------------------
+@needs_runtime_member("InvokeModelRequest", "requestMetadata")
 def test_request_metadata_and_baggage_dimensions(
     instrument: Any, bedrock_client: Any, bedrock_telemetry: Any
 ) -> None:
@@ -366,6 +371,7 @@ def test_precount_hook_gets_upper_bounds_and_old_hooks_still_work(
 
 
 # -- the async driver ------------------------------------------------------------------------
+@needs_runtime_member("ConverseRequest", "serviceTier")
 async def test_async_clients_get_the_same_cost_tier_and_attribution(
     instrument: Any, bedrock_async_client: Any, bedrock_emulator: Any, bedrock_telemetry: Any
 ) -> None:
