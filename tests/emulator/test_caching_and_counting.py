@@ -16,7 +16,7 @@ from opentelemetry.instrumentation.bedrock_tokens.emulator import (
     input_tokens_for,
 )
 
-from ..floor import needs_botocore_member
+from ..floor import needs_botocore_member, needs_runtime_member
 from .support import FAMILIES, MAX, PROMPT, REPLY_TOKENS, converse_messages, raw_request
 
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
@@ -381,6 +381,7 @@ def test_cache_is_keyed_by_api_and_prefix_position(bedrock_client: Any) -> None:
     assert again["cacheReadInputTokens"] == written["cacheWriteInputTokens"]
 
 
+@needs_runtime_member("CachePointBlock", "ttl")
 @pytest.mark.parametrize("ttl", ["5m", "1h"])
 def test_cache_writes_broken_down_by_ttl_when_a_ttl_is_asked_for(
     bedrock_client: Any, ttl: str
