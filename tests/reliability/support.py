@@ -268,6 +268,19 @@ class Observation:
     events: list[Any] = field(default_factory=list)  # stream events the user received
     ended_early: bool = False  # the user ended the stream (close) before it failed or ended
 
+    def took(self, event: Any, index: int, on_event: Any, limit: Optional[int]) -> bool:
+        """One stream event the user received; True once ``limit`` events were taken."""
+        self.events.append(event)
+        self.view.append(("event", _normalise(event)))
+        if on_event is not None:
+            on_event(index)
+        return limit is not None and len(self.events) >= limit
+
+    def stream_raised(self, exc: Exception) -> None:
+        self.view.append(("raised", raised(exc)))
+        if not self.ended_early:
+            self.stream_error = exc
+
 
 _VOLATILE_MESSAGE = [
     (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"), "<uuid>"),
@@ -385,16 +398,10 @@ def _take(stream: Any, obs: Observation, limit: Optional[int], on_event: Any = N
     """Iterate (up to ``limit`` events); True when the iterator ended (exhausted or raised)."""
     try:
         for index, event in enumerate(stream):
-            obs.events.append(event)
-            obs.view.append(("event", _normalise(event)))
-            if on_event is not None:
-                on_event(index)
-            if limit is not None and len(obs.events) >= limit:
+            if obs.took(event, index, on_event, limit):
                 return False
     except Exception as exc:
-        obs.view.append(("raised", raised(exc)))
-        if not obs.ended_early:
-            obs.stream_error = exc
+        obs.stream_raised(exc)
         return True
     obs.view.append(("end",))
     return True

@@ -231,20 +231,15 @@ BODY_CONSUMERS = {
 
 async def _take(stream: Any, obs: Observation, limit: Optional[int],
                 on_event: Any = None) -> bool:
+    """The async twin of support._take: the same record of each event and of the end."""
     try:
         index = 0
         async for event in stream:
-            obs.events.append(event)
-            obs.view.append(("event", _normalise(event)))
-            if on_event is not None:
-                on_event(index)
-            index += 1
-            if limit is not None and len(obs.events) >= limit:
+            if obs.took(event, index, on_event, limit):
                 return False
+            index += 1
     except Exception as exc:
-        obs.view.append(("raised", raised(exc)))
-        if not obs.ended_early:
-            obs.stream_error = exc
+        obs.stream_raised(exc)
         return True
     obs.view.append(("end",))
     return True
@@ -550,18 +545,25 @@ async def _big_call(server: _BigBodyServer, transport: str) -> tuple[float, int,
     raise AssertionError("no client")
 
 
+async def _plain_then_ours(
+    body: bytes, chunked: bool, transport: str, instrument: Callable[..., Any]
+) -> tuple[Any, Any]:
+    """The same InvokeModel body served to an uninstrumented call, then an instrumented one."""
+    server = _BigBodyServer(body, chunked)
+    try:
+        plain = await _big_call(server, transport)
+        instrument()
+        return plain, await _big_call(server, transport)
+    finally:
+        server.close()
+
+
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "no-length"])
 async def test_large_async_body_is_never_held_for_parsing(
     transport: str, chunked: bool, instrument: Callable[..., Any], bedrock_telemetry: Any
 ) -> None:
-    server = _BigBodyServer(_json_body(64 * MIB), chunked)
-    try:
-        plain = await _big_call(server, transport)
-        instrument()
-        ours = await _big_call(server, transport)
-    finally:
-        server.close()
+    plain, ours = await _plain_then_ours(_json_body(64 * MIB), chunked, transport, instrument)
     assert ours[2] == plain[2]  # the same bytes
     # never the body held whole: at most the cap and what the transport itself buffers
     # (aiohttp's reader keeps what arrived ahead of the reads, a few MiB on loopback)
@@ -581,13 +583,8 @@ async def test_async_body_at_the_cap_is_parsed_and_past_it_is_not(
     transport: str, chunked: bool, over: int, instrument: Callable[..., Any],
     bedrock_telemetry: Any,
 ) -> None:
-    server = _BigBodyServer(_json_body(patch_cap() + over), chunked)
-    try:
-        plain = await _big_call(server, transport)
-        instrument()
-        ours = await _big_call(server, transport)
-    finally:
-        server.close()
+    plain, ours = await _plain_then_ours(
+        _json_body(patch_cap() + over), chunked, transport, instrument)
     assert ours[2] == plain[2]
     span = bedrock_telemetry.spans()[-1]
     parsed = span.attributes.get(names.GEN_AI_USAGE_INPUT_TOKENS)
@@ -602,16 +599,21 @@ def patch_cap() -> int:
 
 # -- properties: the async stream accumulator, through the real proxy -----------------------------
 from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
-from opentelemetry.instrumentation.bedrock_tokens import content, families  # noqa: E402
+from opentelemetry.instrumentation.bedrock_tokens import content  # noqa: E402
 from opentelemetry.instrumentation.bedrock_tokens.record import CallRecord  # noqa: E402
 from opentelemetry.instrumentation.bedrock_tokens.streams import (  # noqa: E402
     AsyncStreamProxy,
     _StreamState,
 )
 
-from .test_properties import PROPERTY, _check_spans, _fresh, sdk, stream_events  # noqa: E402, F401
+from .test_properties import (  # noqa: E402, F401
+    ACCUMULATOR_CASES,
+    PROPERTY,
+    _check_spans,
+    _fresh,
+    sdk,
+)
 
 
 class _AsyncSource:
@@ -637,14 +639,7 @@ class _AsyncSource:
 
 
 @settings(PROPERTY, max_examples=60)  # an event loop per example
-@given(
-    events=stream_events,
-    kind=st.sampled_from(["invoke", "converse"]),
-    family=st.sampled_from(sorted(families.FAMILIES)),
-    fail=st.booleans(),
-    ending=st.sampled_from(["exhaust", "break-close", "break-drop", "close-unread", "never"]),
-    limit=st.none() | st.integers(min_value=1, max_value=64),
-)
+@given(**ACCUMULATOR_CASES)
 def test_async_stream_accumulator_takes_any_events(
     sdk: Any,  # noqa: F811 (the fixture imported above)
     events: list[Any], kind: str, family: str, fail: bool, ending: str, limit: Optional[int],

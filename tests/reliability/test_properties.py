@@ -140,15 +140,19 @@ class _Source:
         self.closed += 1
 
 
+# The stream accumulator's cases, for the sync test here and its async twin
+ACCUMULATOR_CASES = {
+    "events": stream_events,
+    "kind": st.sampled_from(["invoke", "converse"]),
+    "family": st.sampled_from(sorted(families.FAMILIES)),
+    "fail": st.booleans(),
+    "ending": st.sampled_from(["exhaust", "break-close", "break-drop", "close-unread", "never"]),
+    "limit": st.none() | st.integers(min_value=1, max_value=64),
+}
+
+
 @PROPERTY
-@given(
-    events=stream_events,
-    kind=st.sampled_from(["invoke", "converse"]),
-    family=st.sampled_from(sorted(families.FAMILIES)),
-    fail=st.booleans(),
-    ending=st.sampled_from(["exhaust", "break-close", "break-drop", "close-unread", "never"]),
-    limit=st.none() | st.integers(min_value=1, max_value=64),
-)
+@given(**ACCUMULATOR_CASES)
 def test_stream_accumulator_takes_any_events(
     sdk: Any, events: list[Any], kind: str, family: str, fail: bool, ending: str,
     limit: Optional[int],
