@@ -184,10 +184,8 @@ class CallRecord:
         # them) only when someone will see them: a sampled-out span records nothing.
         # error_type() cleans a service code; a class name is cleaned here (both identifiers)
         etype = None if error is None else clean_id(error_type(error))
-        has_model = attributes is not None and names.GEN_AI_RESPONSE_MODEL in attributes
-        input_tokens, drift, finish = self._record_metrics(
-            duration, usage, etype, ttfc, error, has_model
-        )
+        finish = self._finish(usage, attributes) if error is None else None
+        input_tokens, drift = self._record_metrics(duration, usage, etype, ttfc, finish)
         capture = self.capture
         if span.is_recording() or (capture is not None and capture.on_event):
             extra = finish.attributes if finish is not None else None
@@ -199,25 +197,14 @@ class CallRecord:
         usage: Optional[Usage],
         etype: Optional[str],
         ttfc: Optional[float],
-        error: Optional[BaseException],
-        response_has_model: bool,
-    ) -> tuple[Optional[int], Optional[int], Optional[Finish]]:
-        """Every metric point of the call; (semconv input tokens, pre-count drift, what the
-        extras found: cost, quota burn, tier, attribution)."""
+        finish: Optional[Finish],
+    ) -> tuple[Optional[int], Optional[int]]:
+        """Every metric point of the call; (semconv input tokens, pre-count drift)."""
         tel = self._telemetry
         metric_attrs = self.metric_attrs
         base = metric_attrs.base
-        extras = self.extras
-        finish = None
-        if extras is not None and error is None:
-            facts = self.facts
-            finish = extras.finish(
-                self.extra, self.model, self.operation, usage, facts.tier, facts.cache_ttl,
-                facts.images, self.request_body, facts.response_body,
-                response_has_model=response_has_model,
-            )
-            if finish.metric_extra:  # the service tier on the token metrics
-                metric_attrs = tel.metric_attributes(*self.metric_key, extra=finish.metric_extra)
+        if finish is not None and finish.metric_extra:  # the service tier on the token metrics
+            metric_attrs = tel.metric_attributes(*self.metric_key, extra=finish.metric_extra)
         input_tokens = drift = None
         if usage is not None:
             input_tokens = usage.semconv_input()
@@ -254,7 +241,23 @@ class CallRecord:
             metric_attrs.duration.record(duration, metric_attrs.with_error(etype))
         else:
             metric_attrs.duration.record(duration, base)
-        return input_tokens, drift, finish
+        return input_tokens, drift
+
+    def _finish(
+        self, usage: Optional[Usage], attributes: Optional[Mapping[str, Any]]
+    ) -> Optional[Finish]:
+        """What the extras make of a successful call (cost, quota burn, tier, attribution),
+        for the metrics and the span alike; None for calls that take no extras."""
+        extras = self.extras
+        if extras is None:
+            return None
+        facts = self.facts
+        return extras.finish(
+            self.extra, self.model, self.operation, usage, facts.tier, facts.cache_ttl,
+            facts.images, self.request_body, facts.response_body,
+            response_has_model=attributes is not None
+            and names.GEN_AI_RESPONSE_MODEL in attributes,
+        )
 
     def _annotate(
         self,
