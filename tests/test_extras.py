@@ -31,7 +31,7 @@ def test_nothing_configured_is_one_shared_constant_and_burn_only() -> None:
     extras = Extras(load_settings({}, {}))
     start = extras.start(_Client(), "converse", HAIKU, {"messages": []})
     assert start is NO_START
-    assert extras.start_attributes(start) == {}
+    assert dict(extras.start_attributes(start)) == {}
     got = extras.finish(start, HAIKU, names.OP_CHAT, Usage(10, 5, None, None, "converse"))
     assert got.attributes == {names.AWS_BEDROCK_USAGE_QUOTA_TOKENS: 15}
     assert got.metric_extra == () and got.counter_extra == () and got.cost is None
@@ -41,7 +41,7 @@ def test_tier_dimensions_cost_and_metric_extras() -> None:
     extras = Extras(load_settings({"prices": PRICES, "request_metadata_keys": "tenant"}, {}))
     params = {"serviceTier": {"type": "flex"}, "requestMetadata": {"tenant": "acme"}}
     start = extras.start(_Client(), "converse", "us." + HAIKU, params)
-    assert extras.start_attributes(start) == {
+    assert dict(extras.start_attributes(start)) == {
         names.AWS_BEDROCK_REQUEST_SERVICE_TIER: "flex",
         "aws.bedrock.request_metadata.tenant": "acme",
     }
@@ -54,6 +54,15 @@ def test_tier_dimensions_cost_and_metric_extras() -> None:
     assert got.metric_extra == ((names.AWS_BEDROCK_SERVICE_TIER, "flex"),)
     assert got.counter_extra == ((names.AWS_BEDROCK_SERVICE_TIER, "flex"),
                                  ("aws.bedrock.request_metadata.tenant", "acme"))
+
+
+def test_attribution_alone_gives_its_pairs_with_prices_on() -> None:
+    extras = Extras(load_settings({"prices": PRICES, "request_metadata_keys": "tenant"}, {}))
+    start = extras.start(_Client(), "converse", HAIKU, {"requestMetadata": {"tenant": "acme"}})
+    assert dict(extras.start_attributes(start)) == {"aws.bedrock.request_metadata.tenant": "acme"}
+    plain = extras.start(_Client(), "converse", HAIKU, {})
+    assert plain is not NO_START  # the region, for prices
+    assert dict(extras.start_attributes(plain)) == {}
 
 
 def test_estimates_only_without_counts_and_never_as_usage() -> None:

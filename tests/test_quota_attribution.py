@@ -155,6 +155,31 @@ def test_cardinality_guard_per_key() -> None:
     assert dict(again.metric)["aws.bedrock.request_metadata.tenant"] == "t1"
 
 
+def test_repeated_calls_give_the_same_result_as_the_first() -> None:
+    """extract() caches by the raw values it selects; a repeat must answer as a fresh
+    computation would, for every kind of source and past the guard's budget."""
+    attribution = Attribution(request_metadata_keys=["tenant"], baggage_keys=["team"],
+                              project=True, max_values=2)
+    calls = [
+        {"requestMetadata": {"tenant": "a"}},
+        {"requestMetadata": json.dumps({"tenant": "b"})},
+        {"requestMetadata": {"tenant": "c"}},  # past the budget of 2: _OTHER
+        {"requestMetadata": {"tenant": {"not": "a string"}}},  # unhashable: never cached
+        {"requestMetadata": json.dumps({"tenant": "x" * 2000})},  # too long to cache
+        {"projectIdentifier": "p1"},
+    ]
+    ctx = baggage.set_baggage("team", "search")
+    first = [attribution.extract(params, ctx) for params in calls]
+    assert [attribution.extract(params, ctx) for params in calls] == first
+    assert dict(first[2].metric)["aws.bedrock.request_metadata.tenant"] == "_OTHER"
+    assert dict(first[2].span)["aws.bedrock.request_metadata.tenant"] == "c"
+    assert len(dict(first[4].span)["aws.bedrock.request_metadata.tenant"]) == 256
+    # the baggage is part of the key: another team is not answered from the cache
+    other = attribution.extract(calls[0], baggage.set_baggage("team", "ads"))
+    assert dict(other.span)["baggage.team"] == "ads"
+    assert attribution.extract(calls[0]).span == (("aws.bedrock.request_metadata.tenant", "a"),)
+
+
 def test_cardinality_guard_holds_under_threads() -> None:
     guard = CardinalityGuard(50)
     out: list[str] = []

@@ -29,6 +29,8 @@ from . import names
 
 MAX_VALUE_LENGTH = 256  # botocore's RequestMetadataValueString maximum
 _MAX_HEADER_JSON = 8500  # botocore's RequestMetadataJson maximum
+_MAX_CACHED = 1024  # distinct raw keys remembered (then every new one is computed)
+_MAX_CACHED_JSON = 1024  # longer InvokeModel metadata strings are parsed every time
 
 
 class Dimensions(NamedTuple):
@@ -94,6 +96,7 @@ class Attribution:
         self._baggage_names = {
             key: names.BAGGAGE_PREFIX + key for key in self.baggage_keys
         }
+        self._cache: dict[Any, Dimensions] = {}  # raw selected values -> result
 
     @property
     def enabled(self) -> bool:
@@ -102,9 +105,40 @@ class Attribution:
     def extract(
         self, params: Mapping[str, Any], ctx: Optional[context.Context] = None
     ) -> Dimensions:
-        """The call's attribution from its botocore parameters and the current baggage."""
+        """The call's attribution from its botocore parameters and the current baggage.
+
+        The raw values the allowlist selects key a bounded cache of results: most calls of
+        an application repeat a few tenants, and a repeated key costs a few dict reads
+        instead of a JSON parse (InvokeModel), the truncation and the guard. Caching is
+        exact: the guard admits a value for good, and once a key's budget is spent it stays
+        spent, so a key's result never changes."""
         if not self.enabled:
             return NO_DIMENSIONS
+        metadata: Any = None
+        if self.request_metadata_keys:
+            metadata = params.get("requestMetadata")
+            if isinstance(metadata, Mapping):
+                metadata = tuple(map(metadata.get, self.request_metadata_keys))
+            elif isinstance(metadata, (str, bytes)) and len(metadata) > _MAX_CACHED_JSON:
+                return self._extract(params, ctx)  # rare: not worth a cache slot
+        project = params.get("projectIdentifier") if self.project else None
+        entries: Any = None
+        if self.baggage_keys:
+            found = baggage.get_all(ctx)
+            entries = tuple(map(found.get, self.baggage_keys)) if found else None
+        key = (metadata, project, entries)
+        try:
+            cached = self._cache.get(key)
+        except TypeError:  # an unhashable value the allowlist selected (never a string)
+            return self._extract(params, ctx)
+        if cached is not None:
+            return cached
+        result = self._extract(params, ctx)
+        if len(self._cache) < _MAX_CACHED:
+            self._cache[key] = result
+        return result
+
+    def _extract(self, params: Mapping[str, Any], ctx: Optional[context.Context]) -> Dimensions:
         pairs: list[tuple[str, str]] = []
         if self.request_metadata_keys:
             metadata = _request_metadata(params.get("requestMetadata"))

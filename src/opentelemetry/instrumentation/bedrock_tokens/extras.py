@@ -9,7 +9,7 @@ configured, ``start`` returns one shared constant and ``finish`` only computes q
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple, Optional
 
 from . import names
@@ -99,15 +99,18 @@ class Extras:
         return Start(tier, dimensions, resolved, region)
 
     @staticmethod
-    def start_attributes(start: Start) -> dict[str, Any]:
-        """Span attributes known before the call (so samplers and tail-based rules see them)."""
+    def start_attributes(start: Start) -> Iterable[tuple[str, Any]]:
+        """Span attributes known before the call (so samplers and tail-based rules see them),
+        as (name, value) pairs for ``dict.update``."""
         if start is NO_START:
-            return {}
+            return ()
+        if start.tier is NO_TIER and start.resolved is None:
+            return start.dimensions.span  # the usual case: already pairs, nothing to build
         attrs: dict[str, Any] = span_attributes(start.tier, NO_TIER)
         attrs.update(start.dimensions.span)
         if start.resolved is not None:
             attrs[names.AWS_BEDROCK_RESOLVED_MODEL] = start.resolved
-        return attrs
+        return attrs.items()
 
     def precount_bounds(
         self, start: Start, model: str, estimate: Optional[int], max_tokens: Optional[int]

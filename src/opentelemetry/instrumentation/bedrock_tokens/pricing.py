@@ -279,16 +279,21 @@ class PriceTable:
                 return None
             if usage.output is None and expect_output:
                 return None
-            writes = _cache_write_terms(usage.cache_write or 0, cache_ttl)
-            terms = [(uncached, "input"), (usage.output or 0, "output"),
-                     (usage.cache_read or 0, "cache_read"), *writes]
-            for count, field in terms:
-                if count == 0:
-                    continue
-                price = _field_price(prices, field)
-                if price is None:
-                    return None
-                total += count * price / 1e6
+            for count, field in (
+                (uncached, "input"), (usage.output, "output"), (usage.cache_read, "cache_read")
+            ):
+                if count:
+                    price = prices.get(field)
+                    if price is None:
+                        return None
+                    total += count * price / 1e6
+            if usage.cache_write or cache_ttl:
+                for count, field in _cache_write_terms(usage.cache_write or 0, cache_ttl):
+                    if count:
+                        price = _field_price(prices, field)
+                        if price is None:
+                            return None
+                        total += count * price / 1e6
             priced = True
         if images:
             price = prices.get("image")
