@@ -9,11 +9,13 @@ sums (durations differ in value only).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any, Optional
 
 import pytest
 from botocore.exceptions import ClientError, EventStreamError
+from botocore.response import StreamingBody
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
@@ -22,6 +24,7 @@ from opentelemetry.instrumentation.bedrock_tokens import BedrockTokensInstrument
 from opentelemetry.instrumentation.bedrock_tokens.emulator import Scenario
 from opentelemetry.instrumentation.bedrock_tokens.pytest_plugin import BedrockTelemetry
 
+from .floor import needs_runtime_member
 from .helpers import body_for, converse_messages
 
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
@@ -142,3 +145,81 @@ def test_sampled_out_with_chunk_timing_off_and_content_on(both: Any) -> None:
     on, off = both(chunk_timing=False, capture_content="SPAN_ONLY")
     assert off == on
     assert on
+
+
+PRICED = {"models": {CLAUDE: {"input": 0.8, "output": 4.0, "cache_read": 0.08,
+                              "cache_write": 1.0, "cache_write_1h": 1.6}}}
+_CACHED_BODY = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 40,
+                "system": [{"type": "text", "text": "Answer in one sentence. " * 60,
+                            "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+                "messages": [{"role": "user", "content": "Say hello."}]}
+
+
+def _priced_run(sampled: bool, client: Any, emulator: Any) -> tuple[BedrockTelemetry, Any]:
+    emulator.reset()  # a cold prompt cache: each run writes first, then reads
+    telemetry = BedrockTelemetry()
+    if not sampled:
+        telemetry.tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
+    instrumentor = BedrockTokensInstrumentor()
+    instrumentor.instrument(tracer_provider=telemetry.tracer_provider,
+                            meter_provider=telemetry.meter_provider, prices=PRICED,
+                            request_metadata_keys="tenant")
+    try:
+        for _ in range(2):  # a cache write (1-hour TTL, priced apart), then a cache read
+            client.invoke_model(modelId=CLAUDE, body=json.dumps(_CACHED_BODY),
+                                requestMetadata=json.dumps({"tenant": "acme"}))["body"].read()
+        client.converse(modelId=CLAUDE, messages=converse_messages(),
+                        requestMetadata={"tenant": "acme"})
+    finally:
+        instrumentor.uninstrument()
+    writes = [r for r in emulator.requests if r.cache_write_tokens]
+    assert len(writes) == 1  # the premise: the run's first call wrote the cache
+    return telemetry, _points(telemetry)
+
+
+@needs_runtime_member("InvokeModelRequest", "requestMetadata")
+def test_sampled_out_cost_quota_and_attribution_points_match(
+    bedrock_client: Any, bedrock_emulator: Any
+) -> None:
+    """The InvokeModel body is read for a sampled-out call only when it matters to a metric:
+    here its cache-write TTLs, which the price table prices apart."""
+    on, on_points = _priced_run(True, bedrock_client, bedrock_emulator)
+    off, off_points = _priced_run(False, bedrock_client, bedrock_emulator)
+    try:
+        assert off_points == on_points
+        cost = [(value, attrs) for (name, attrs), (_, value) in on_points.items()
+                if name == names.METRIC_USAGE_COST]
+        assert cost and all(("aws.bedrock.request_metadata.tenant", "acme") in attrs
+                            for _, attrs in cost)
+        spans = on.spans()
+        assert off.spans() == [] and len(spans) == 3
+        assert sum(value for value, _ in cost) == pytest.approx(
+            sum(span.attributes[names.AWS_BEDROCK_USAGE_COST] for span in spans))
+    finally:
+        on.shutdown()
+        off.shutdown()
+
+
+@pytest.mark.parametrize("sampled", [True, False])
+def test_a_sampled_out_invoke_model_leaves_the_body_alone(
+    bedrock_client: Any, sampled: bool
+) -> None:
+    """With the counts in the headers, the body only adds span attributes (finish reason,
+    id, model): for a span nobody records it is not read, and the user gets botocore's
+    own StreamingBody back. A recording span's call reads it (the replay is ours)."""
+    telemetry = BedrockTelemetry()
+    if not sampled:
+        telemetry.tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
+    instrumentor = BedrockTokensInstrumentor()
+    instrumentor.instrument(tracer_provider=telemetry.tracer_provider,
+                            meter_provider=telemetry.meter_provider)
+    try:
+        result = bedrock_client.invoke_model(modelId=CLAUDE, body=body_for(CLAUDE))
+        body = result["body"]
+        assert (type(body) is StreamingBody) is not sampled
+        assert json.loads(body.read())["usage"]["input_tokens"] > 0
+        points = _points(telemetry)
+        assert any(name == names.METRIC_TOKEN_USAGE for name, _ in points)
+    finally:
+        instrumentor.uninstrument()
+        telemetry.shutdown()

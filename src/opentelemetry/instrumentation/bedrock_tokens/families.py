@@ -404,6 +404,12 @@ def request_attributes(body: Any) -> dict[str, AttrValue]:
     return attrs
 
 
+def request_max_tokens(body: Any) -> Optional[int]:
+    """``gen_ai.request.max_tokens`` of a request body, read as ``request_attributes`` does."""
+    found = request_attributes(body).get(names.GEN_AI_REQUEST_MAX_TOKENS)
+    return found if isinstance(found, int) else None
+
+
 def request_attributes_integer_top_k(body: Any) -> dict[str, AttrValue]:
     """``request_attributes`` with ``gen_ai.request.top_k`` as the latest conventions type it
     (int, #217): an integral value as an int, any other left out."""

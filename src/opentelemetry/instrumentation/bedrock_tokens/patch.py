@@ -472,11 +472,9 @@ class Handler:
                 )
             else:
                 operation = families.invoke_operation_name(body, info.is_embedding, family)
-            attrs.update(self._request_attributes(body))
         elif spec.kind == "converse":
             body = params
             operation = names.OP_CHAT
-            attrs.update(self._request_attributes(params))
         else:
             operation = names.OP_COUNT_TOKENS
         guardrail = _guardrail(spec, params)
@@ -555,6 +553,13 @@ class Handler:
             f"{request.operation} {request.model}" if request.model else request.operation
         )
         span = tel.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs, links=links)
+        if request.body is not None and span.is_recording():
+            # The request parameters (max tokens, temperature, ...) are for the span only:
+            # not read at all for a span nobody records. Samplers see what the conventions
+            # list as sampling-relevant (operation, provider, model, server), set above.
+            params = self._request_attributes(request.body)
+            if params:
+                span.set_attributes(clean_attributes(params))
         record = CallRecord(
             tel,
             span,
@@ -618,7 +623,7 @@ class Handler:
         usage: Optional[Usage]
         if spec.kind == "invoke":
             usage = from_headers(headers)
-            if self._wants_body(request, usage, headers, attrs):
+            if self._wants_body(request, record, usage, headers, attrs):
                 return _Pending(usage, attrs)
         elif spec.kind == "converse":
             usage = self._converse_result(result, attrs)
@@ -637,10 +642,15 @@ class Handler:
     def _wants_body(
         self,
         request: Request,
+        record: CallRecord,
         usage: Optional[Usage],
         headers: Mapping[str, Any],
         attrs: dict[str, Any],
     ) -> bool:
+        """Whether the driver must read the InvokeModel body: for counts the headers lack,
+        for what only the body says and someone records (finish reason, id and model on a
+        recording span; content; the cache writes' TTLs, which a price table may price
+        apart). Else the user's body is never touched."""
         latency = to_count(headers.get(names.H_INVOCATION_LATENCY))
         if latency is not None:
             attrs[names.AWS_BEDROCK_INVOCATION_LATENCY] = latency
@@ -650,11 +660,15 @@ class Handler:
             and usage.input is not None
             and (usage.output is not None or request.operation == names.OP_EMBEDDINGS)
         )
-        wants_body = self._capture is not None or (
+        if not complete or self._capture is not None:
+            return True
+        if usage is not None and usage.cache_write and self.extras.prices is not None:
+            return True  # the cost of 5-minute and 1-hour writes may differ
+        return (
             self.settings.parse_response_body
             and bool(fields.finish or fields.response_id or fields.response_model)
+            and record.span.is_recording()
         )
-        return not complete or wants_body  # else the body is left untouched
 
     def settle_body(
         self, request: Request, record: CallRecord, pending: _Pending, data: Optional[bytes]

@@ -55,6 +55,7 @@ from .config import Settings
 from .costing import CallCost
 from .countclient import count_client
 from .extras import Extras
+from .families import request_max_tokens
 from .patch import INTERNAL_CALL_KEY, Estimate, Request
 from .record import CallRecord, error_type, status_description
 from .telemetry import Telemetry
@@ -602,7 +603,7 @@ class CountTokensPrecounter:
         if not self._hook_keywords or self._extras is None:
             return {}
         try:
-            max_tokens = to_count(request.attributes.get(names.GEN_AI_REQUEST_MAX_TOKENS))
+            max_tokens = request_max_tokens(request.body)
             bounds = self._extras.precount_bounds(
                 request.extra, request.raw_model or request.model, tokens, max_tokens
             )
