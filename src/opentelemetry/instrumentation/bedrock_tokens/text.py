@@ -58,6 +58,11 @@ def clean_value(value: Any) -> Any:
 def clean_attributes(attrs: dict[str, Any]) -> dict[str, Any]:
     """Clean every value of ``attrs`` in place (identifiers as identifiers); returns it."""
     for key, value in attrs.items():
+        kind = type(value)
+        if kind is int or kind is float or kind is bool:
+            continue  # nothing to clean (the usual counts, flags and parameters)
+        if kind is str and value.isascii() and value.isprintable() and len(value) <= ID_LIMIT:
+            continue  # clean as an identifier and as a value: unchanged either way
         if isinstance(value, str) and key in ID_ATTRIBUTES:
             attrs[key] = clean_id(value)
         else:

@@ -27,6 +27,12 @@ _COUNT_TEXT = re.compile(r"([0-9]+)(?:\.([0-9]+))?", re.ASCII)
 
 def to_count(value: Any) -> Optional[int]:
     """An exact, non-negative token count from a header string or a JSON number, else None."""
+    kind = type(value)
+    if kind is int:  # the usual JSON count (bool, an int subclass, is not one)
+        return value if 0 <= value <= _MAX_COUNT else None
+    if kind is str and value.isascii() and value.isdigit():  # the usual header: plain digits
+        count = int(value)
+        return count if count <= _MAX_COUNT else None
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
