@@ -1,0 +1,161 @@
+"""Instructions per call under valgrind: the one cost figure this machine cannot move.
+
+    benchmarks/.venv-peers/bin/python benchmarks/instructions.py
+    benchmarks/.venv-peers/bin/python benchmarks/instructions.py --workloads converse \
+        --modes baseline,ours
+
+CPU time on a shared 2-core VM moves by tens of percent from minute to minute (``run.py``
+reports that spread); the number of instructions a call executes does not. Each (workload,
+mode) runs in its own process under ``valgrind --tool=callgrind`` twice, with ``--warm`` + 0
+and ``--warm`` + ``--calls`` calls; the difference of the two totals, divided by ``--calls``,
+is what one call executes, start-up and imports cancelled. Runs are deterministic to within
+about 0.1% (``PYTHONHASHSEED=0``), so a change of 1% is real.
+
+Instructions are a proxy, not time: a cache miss or a lock costs more than its instructions.
+They are the figure to optimise against between two ``run.py`` runs, not a replacement for it.
+
+Modes: ``baseline`` (nothing installed), ``floor`` (benchmarks/floor.py), ``ours``, ``ours+cost``
+(``configs.COST_OPTIONS``), and each with ``-out`` (the ALWAYS_OFF sampler). Workloads: any
+``canned.NON_STREAMED`` key, ``invoke_stream`` and ``converse_stream`` (the short streams).
+Needs valgrind (``apt-get install valgrind``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Optional
+
+HERE = Path(__file__).resolve().parent
+_ENV = {
+    "AWS_ACCESS_KEY_ID": "AKIDBENCHMARK", "AWS_SECRET_ACCESS_KEY": "benchmark-secret",
+    "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_EC2_METADATA_DISABLED": "true",
+    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "NO_CONTENT",
+    "PYTHONHASHSEED": "0",
+}
+STREAMS = {"invoke_stream": "InvokeModelWithResponseStream", "converse_stream": "ConverseStream"}
+DEFAULT_WORKLOADS = "invoke_headers,invoke_body,converse,invoke_stream,converse_stream"
+DEFAULT_MODES = "baseline,floor,ours,floor-out,ours-out"
+
+
+def child(mode: str, key: str, calls: int) -> None:
+    """Set up ``mode`` and make ``calls`` calls of workload ``key`` (run under valgrind)."""
+    sys.path.insert(0, str(HERE))
+    import canned
+    import configs
+    import worker
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    import floor
+    from opentelemetry.instrumentation.bedrock_tokens import BedrockTokensInstrumentor
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF) if mode.endswith("-out") else TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    if key in STREAMS:
+        workload = canned.stream_workload(STREAMS[key], canned.SHORT_EVENTS[STREAMS[key]])
+    else:
+        (workload,) = [w for w in canned.NON_STREAMED if w.key == key]
+    who = mode.removesuffix("-out")
+    if who == "floor":
+        floor.instrument(provider, meter_provider)
+    elif who in ("ours", "ours+cost"):
+        options: dict[str, Any] = dict(configs.COST_OPTIONS) if who == "ours+cost" else {}
+        BedrockTokensInstrumentor().instrument(
+            tracer_provider=provider, meter_provider=meter_provider, **options)
+    elif who != "baseline":
+        raise SystemExit(f"unknown mode {mode}")
+    call = worker.in_process_call(workload)
+    for i in range(calls):
+        call()
+        if i % 50 == 0:
+            exporter.clear()
+
+
+def _instructions(valgrind: str, mode: str, key: str, calls: int) -> Optional[int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        done = subprocess.run(
+            [valgrind, "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+             __file__, "--child", mode, key, str(calls)],
+            env={**os.environ, **_ENV}, capture_output=True, text=True, check=False,
+        )
+        if done.returncode != 0 or not out.exists():
+            sys.stderr.write(done.stderr[-2000:])
+            return None
+        for line in out.read_text().splitlines():
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    return None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workloads", default=DEFAULT_WORKLOADS)
+    parser.add_argument("--modes", default=DEFAULT_MODES)
+    parser.add_argument("--calls", type=int, default=100, help="calls counted per run")
+    parser.add_argument("--warm", type=int, default=30, help="calls before the counted ones")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--child", nargs=3, metavar=("MODE", "WORKLOAD", "CALLS"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], args.child[1], int(args.child[2]))
+        return 0
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    workloads = [w for w in args.workloads.split(",") if w]
+    modes = [m for m in args.modes.split(",") if m]
+    if "baseline" not in modes:
+        modes.insert(0, "baseline")
+    jobs = [(m, w, n) for w in workloads for m in modes for n in (args.warm,
+                                                                  args.warm + args.calls)]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        totals = dict(zip(jobs, pool.map(lambda job: _instructions(valgrind, *job), jobs)))
+    print(f"instructions per call (callgrind; {args.calls} calls after {args.warm}), "
+          "added = minus baseline")
+    for workload in workloads:
+        per_call: dict[str, Optional[float]] = {}
+        for mode in modes:
+            low, high = totals[(mode, workload, args.warm)], totals[
+                (mode, workload, args.warm + args.calls)]
+            per_call[mode] = None if low is None or high is None else (high - low) / args.calls
+        base = per_call["baseline"]
+        print(f"{workload}:")
+        added: dict[str, float] = {}
+        for mode, value in per_call.items():
+            if value is None:
+                print(f"  {mode:<14} failed")
+                continue
+            line = f"  {mode:<14} {value / 1000:9.1f} k"
+            if mode != "baseline" and base is not None:
+                added[mode] = value - base
+                line += f"   added {added[mode] / 1000:8.1f} k"
+            print(line)
+        for suffix, label in (("", "sampled in"), ("-out", "sampled out")):
+            ours, floor_ = added.get("ours" + suffix), added.get("floor" + suffix)
+            if ours is not None and floor_:
+                print(f"  ours / floor, {label}: {ours / floor_:.2f}x (target 1.2)")
+        ours, cost = added.get("ours"), added.get("ours+cost")
+        if ours and cost is not None:
+            print(f"  ours+cost / ours: {cost / ours:.3f} (budget 1.10)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
