@@ -15,7 +15,8 @@ Instructions are a proxy, not time: a cache miss or a lock costs more than its i
 They are the figure to optimise against between two ``run.py`` runs, not a replacement for it.
 
 Modes: ``baseline`` (nothing installed), ``floor`` (benchmarks/floor.py), ``ours``, ``ours+cost``
-(``configs.COST_OPTIONS``), and each with ``-out`` (the ALWAYS_OFF sampler). Workloads: any
+(``configs.COST_OPTIONS``), ``ours+nochunk`` (``chunk_timing=False``), and each with ``-out``
+(the ALWAYS_OFF sampler). Workloads: any
 ``canned.NON_STREAMED`` key, ``invoke_stream`` and ``converse_stream`` (the short streams).
 Needs valgrind (``apt-get install valgrind``).
 """
@@ -72,8 +73,11 @@ def child(mode: str, key: str, calls: int) -> None:
     who = mode.removesuffix("-out")
     if who == "floor":
         floor.instrument(provider, meter_provider)
-    elif who in ("ours", "ours+cost"):
-        options: dict[str, Any] = dict(configs.COST_OPTIONS) if who == "ours+cost" else {}
+    elif who in ("ours", "ours+cost", "ours+nochunk"):
+        options: dict[str, Any] = (
+            dict(configs.COST_OPTIONS) if who == "ours+cost"
+            else {"chunk_timing": False} if who == "ours+nochunk" else {}
+        )
         BedrockTokensInstrumentor().instrument(
             tracer_provider=provider, meter_provider=meter_provider, **options)
     elif who != "baseline":
@@ -147,10 +151,11 @@ def main() -> int:
                 added[mode] = value - base
                 line += f"   added {added[mode] / 1000:8.1f} k"
             print(line)
-        for suffix, label in (("", "sampled in"), ("-out", "sampled out")):
-            ours, floor_ = added.get("ours" + suffix), added.get("floor" + suffix)
-            if ours is not None and floor_:
-                print(f"  ours / floor, {label}: {ours / floor_:.2f}x (target 1.2)")
+        for name in ("ours", "ours+nochunk"):
+            for suffix, label in (("", "sampled in"), ("-out", "sampled out")):
+                ours, floor_ = added.get(name + suffix), added.get("floor" + suffix)
+                if ours is not None and floor_:
+                    print(f"  {name} / floor, {label}: {ours / floor_:.2f}x (target 1.2)")
         ours, cost = added.get("ours"), added.get("ours+cost")
         if ours and cost is not None:
             print(f"  ours+cost / ours: {cost / ours:.3f} (budget 1.10)")

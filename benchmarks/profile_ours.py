@@ -94,6 +94,8 @@ class Bench:
                 copy["body"] = StreamingBody(io.BytesIO(data), len(data))
             return copy
 
+        from opentelemetry.instrumentation.bedrock_tokens import streams
+
         request = h.describe(w.operation, spec, client, params)
         out: list[tuple[str, float]] = []
         t_fresh = cpu_us(fresh)
@@ -116,17 +118,18 @@ class Bench:
         out.append(("_start + bare end (span with start attributes, duration point)",
                     t_start_end))
 
-        def start_finish() -> None:
-            h._finish(request, h._start(request, None), fresh())
+        def start_settle() -> None:
+            record = h._start(request, None)
+            response = fresh()
+            pending = h.settle(request, record, response, streams.StreamProxy)
+            if pending is not None:  # the driver's body read, as Handler.call does it
+                h.settle_body(request, record, pending, self.patch.take_body(response))
             self.clear()
 
-        out.append(("_start + _finish + end (all the telemetry of one call)",
-                    cpu_us(start_finish) - t_fresh))
-        if w.operation == "InvokeModel":
-            headers = result["ResponseMetadata"]["HTTPHeaders"]
-            out.append(("  of which _invoke_result (headers, body re-read and parse)",
-                        cpu_us(lambda: h._invoke_result(request, fresh(), headers, {}))
-                        - t_fresh))
+        t_start_settle = cpu_us(start_settle) - t_fresh
+        out.append(("_start + settle (+ body) + end (all the telemetry of one call)",
+                    t_start_settle))
+        out.append(("  of which settle (+ body) beyond a bare end", t_start_settle - t_start_end))
         token = None
 
         def attach_detach() -> None:
