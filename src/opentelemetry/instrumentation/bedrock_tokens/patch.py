@@ -403,7 +403,7 @@ class Handler:
         spec = OPERATIONS.get(operation_name)
         if (
             spec is None
-            or not isinstance(params, Mapping)
+            or (type(params) is not dict and not isinstance(params, Mapping))
             or context.get_value(INTERNAL_CALL_KEY)
             or not is_instrumentation_enabled()
         ):
@@ -518,21 +518,28 @@ class Handler:
 
     def _start(self, request: Request, estimate: Optional[Estimate]) -> CallRecord:
         tel = self.telemetry
-        attrs: dict[str, Any] = {
-            names.GEN_AI_OPERATION_NAME: request.operation,
-            names.GEN_AI_PROVIDER_NAME: names.PROVIDER_AWS_BEDROCK,
-        }
+        metric_attrs = tel.metric_attributes(
+            request.operation, request.model, request.address, request.port
+        )
+        attrs: dict[str, Any]
         if request.model:
-            attrs[names.GEN_AI_REQUEST_MODEL] = request.model
-        if request.address is not None:
-            attrs[names.SERVER_ADDRESS] = request.address
-            if request.port is not None:
-                attrs[names.SERVER_PORT] = request.port
+            # The sampling-relevant attributes are the metrics' base set (operation, provider,
+            # model, server), built once per key: copied, never built per call.
+            attrs = {**(metric_attrs.base or {}), **request.attributes}
+        else:
+            attrs = {
+                names.GEN_AI_OPERATION_NAME: request.operation,
+                names.GEN_AI_PROVIDER_NAME: names.PROVIDER_AWS_BEDROCK,
+            }
+            if request.address is not None:
+                attrs[names.SERVER_ADDRESS] = request.address
+                if request.port is not None:
+                    attrs[names.SERVER_PORT] = request.port
+            attrs.update(request.attributes)
         if request.spec.stream_key is not None:
             attrs[names.GEN_AI_REQUEST_STREAM] = True
         if self.settings.emit_legacy_system:
             attrs[names.GEN_AI_SYSTEM] = names.PROVIDER_AWS_BEDROCK
-        attrs.update(request.attributes)
         captured: Optional[dict[str, Any]] = None
         if self._capture is not None and request.spec.kind != "count":
             captured = {k: attrs[k] for k in names.CONTENT_ATTRIBUTES if k in attrs}
@@ -564,7 +571,7 @@ class Handler:
             tel,
             span,
             time.perf_counter(),
-            tel.metric_attributes(request.operation, request.model, request.address, request.port),
+            metric_attrs,
             self._capture is not None,
         )
         if request.spec.kind == "agent":
@@ -627,10 +634,10 @@ class Handler:
                 return _Pending(usage, attrs)
         elif spec.kind == "converse":
             usage = self._converse_result(result, attrs)
-            record.facts = ResponseFacts(
-                tiers.from_converse_response(result),
-                ttl_breakdown_from_converse(result.get("usage")),
-            )
+            tier = tiers.from_converse_response(result)
+            ttl = ttl_breakdown_from_converse(result.get("usage"))
+            if tier is not NO_TIER or ttl is not None:
+                record.facts = ResponseFacts(tier, ttl)
         else:  # count; agent-runtime calls without a stream report no usage
             usage = None
             count = to_count(result.get("inputTokens"))

@@ -37,6 +37,8 @@ NO_TIER = TierInfo(None, None)
 
 
 def _info(tier: Any, latency: Any) -> TierInfo:
+    if tier is None and latency is None:
+        return NO_TIER  # the usual response: neither said
     found = TierInfo(_bounded(tier, SERVICE_TIERS), _bounded(latency, LATENCY_MODES))
     return NO_TIER if found == NO_TIER else found  # the shared constant says "nothing"
 
@@ -80,6 +82,8 @@ def from_invoke_response(result: Mapping[str, Any], headers: Mapping[str, Any]) 
 
 def from_converse_response(obj: Any) -> TierInfo:
     """A Converse result or a ConverseStream ``metadata`` event."""
+    if isinstance(obj, dict) and "serviceTier" not in obj and "performanceConfig" not in obj:
+        return NO_TIER  # the usual response: two dict lookups
     return _info(_nested(obj, "serviceTier", "type"), _nested(obj, "performanceConfig", "latency"))
 
 
