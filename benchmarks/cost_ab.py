@@ -25,12 +25,9 @@ from typing import Any, Callable, Optional
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-for _key, _value in {
-    "AWS_ACCESS_KEY_ID": "AKIDBENCHMARK", "AWS_SECRET_ACCESS_KEY": "benchmark-secret",
-    "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
-    "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_EC2_METADATA_DISABLED": "true",
-}.items():
-    os.environ[_key] = _value
+import configs  # noqa: E402  (benchmarks/ is on the path now)
+
+os.environ.update(configs.CONTENT_OFF_ENV)  # no credentials looked up, content off
 
 
 def main() -> int:
@@ -41,7 +38,6 @@ def main() -> int:
     args = parser.parse_args()
 
     import canned
-    import configs
     import worker
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader

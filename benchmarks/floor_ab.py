@@ -30,13 +30,9 @@ from typing import Any, Callable
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-for _key, _value in {
-    "AWS_ACCESS_KEY_ID": "AKIDBENCHMARK", "AWS_SECRET_ACCESS_KEY": "benchmark-secret",
-    "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
-    "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_EC2_METADATA_DISABLED": "true",
-    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "NO_CONTENT",
-}.items():
-    os.environ[_key] = _value
+import configs  # noqa: E402  (benchmarks/ is on the path now)
+
+os.environ.update(configs.CONTENT_OFF_ENV)  # no credentials looked up, content off
 
 _STREAMS = {"invoke_stream": "InvokeModelWithResponseStream", "converse_stream": "ConverseStream"}
 

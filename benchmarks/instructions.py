@@ -34,13 +34,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 HERE = Path(__file__).resolve().parent
-_ENV = {
-    "AWS_ACCESS_KEY_ID": "AKIDBENCHMARK", "AWS_SECRET_ACCESS_KEY": "benchmark-secret",
-    "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
-    "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_EC2_METADATA_DISABLED": "true",
-    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "NO_CONTENT",
-    "PYTHONHASHSEED": "0",
-}
+_ENV = {"PYTHONHASHSEED": "0"}  # the rest: configs.CONTENT_OFF_ENV, set by the child
 STREAMS = {"invoke_stream": "InvokeModelWithResponseStream", "converse_stream": "ConverseStream"}
 DEFAULT_WORKLOADS = "invoke_headers,invoke_body,converse,invoke_stream,converse_stream"
 DEFAULT_MODES = "baseline,floor,ours,floor-out,ours-out"
@@ -62,6 +56,7 @@ def child(mode: str, key: str, calls: int) -> None:
     import floor
     from opentelemetry.instrumentation.bedrock_tokens import BedrockTokensInstrumentor
 
+    os.environ.update(configs.CONTENT_OFF_ENV)  # no credentials looked up, content off
     exporter = InMemorySpanExporter()
     provider = TracerProvider(sampler=ALWAYS_OFF) if mode.endswith("-out") else TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
