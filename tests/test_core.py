@@ -288,6 +288,24 @@ def test_transport_error_reraised_with_class_name(bedrock_telemetry: Any) -> Non
     assert span.status.status_code is StatusCode.ERROR
 
 
+def test_a_call_without_a_model_id_names_no_model(
+    bedrock_client: Any, bedrock_telemetry: Any
+) -> None:
+    """botocore rejects the call after our span started: the span carries no
+    gen_ai.request.model and is named by the operation alone; the metrics keep their
+    attribute set (the model as "")."""
+    with pytest.raises(botocore.exceptions.ParamValidationError):
+        bedrock_client.converse(messages=converse_messages())
+    span = only_span(bedrock_telemetry)
+    assert span.name == names.OP_CHAT
+    assert names.GEN_AI_REQUEST_MODEL not in span.attributes
+    assert span.attributes[names.GEN_AI_OPERATION_NAME] == names.OP_CHAT
+    assert span.attributes[names.SERVER_ADDRESS] == "127.0.0.1"
+    (point,) = bedrock_telemetry.metric_points(names.METRIC_OPERATION_DURATION)
+    assert point.attributes[names.GEN_AI_REQUEST_MODEL] == ""
+    assert point.attributes[names.ERROR_TYPE] == "botocore.exceptions.ParamValidationError"
+
+
 def test_float_counts_are_exact_integers(
     bedrock_client: Any, bedrock_emulator: Any, bedrock_telemetry: Any
 ) -> None:

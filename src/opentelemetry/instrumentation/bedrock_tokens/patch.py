@@ -521,21 +521,12 @@ class Handler:
         metric_attrs = tel.metric_attributes(
             request.operation, request.model, request.address, request.port
         )
-        attrs: dict[str, Any]
-        if request.model:
-            # The sampling-relevant attributes are the metrics' base set (operation, provider,
-            # model, server), built once per key: copied, never built per call.
-            attrs = {**(metric_attrs.base or {}), **request.attributes}
-        else:
-            attrs = {
-                names.GEN_AI_OPERATION_NAME: request.operation,
-                names.GEN_AI_PROVIDER_NAME: names.PROVIDER_AWS_BEDROCK,
-            }
-            if request.address is not None:
-                attrs[names.SERVER_ADDRESS] = request.address
-                if request.port is not None:
-                    attrs[names.SERVER_PORT] = request.port
-            attrs.update(request.attributes)
+        # The sampling-relevant attributes are the metrics' base set (operation, provider,
+        # model, server), built once per key: copied, never built per call.
+        attrs: dict[str, Any] = dict(metric_attrs.base or {})
+        if not request.model:  # the metrics say "" for a missing model id; the span, nothing
+            del attrs[names.GEN_AI_REQUEST_MODEL]
+        attrs.update(request.attributes)
         if request.spec.stream_key is not None:
             attrs[names.GEN_AI_REQUEST_STREAM] = True
         if self.settings.emit_legacy_system:
