@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Optional
 
 import pytest
@@ -81,15 +82,20 @@ def _points(telemetry: BedrockTelemetry) -> dict[tuple[str, frozenset[Any]], tup
     return found
 
 
-def _run(
-    sampled: bool, client: Any, emulator: Any, **options: Any
-) -> tuple[BedrockTelemetry, dict[tuple[str, frozenset[Any]], tuple[Any, ...]]]:
+def _telemetry(sampled: bool) -> BedrockTelemetry:
+    """The test's providers; sampled out: the ALWAYS_OFF sampler, exporting to the same
+    exporter, so that "no spans" is what the sampler did, not a missing processor."""
     telemetry = BedrockTelemetry()
     if not sampled:
         telemetry.tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
         telemetry.tracer_provider.add_span_processor(
             SimpleSpanProcessor(telemetry.span_exporter)
         )
+    return telemetry
+
+
+@contextmanager
+def _instrumented(telemetry: BedrockTelemetry, **options: Any) -> Iterator[None]:
     instrumentor = BedrockTokensInstrumentor()
     instrumentor.instrument(
         tracer_provider=telemetry.tracer_provider,
@@ -97,9 +103,17 @@ def _run(
         **options,
     )
     try:
-        _calls(client, emulator)
+        yield
     finally:
         instrumentor.uninstrument()
+
+
+def _run(
+    sampled: bool, client: Any, emulator: Any, **options: Any
+) -> tuple[BedrockTelemetry, dict[tuple[str, frozenset[Any]], tuple[Any, ...]]]:
+    telemetry = _telemetry(sampled)
+    with _instrumented(telemetry, **options):
+        _calls(client, emulator)
     return telemetry, _points(telemetry)
 
 
@@ -157,21 +171,13 @@ _CACHED_BODY = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 40,
 
 def _priced_run(sampled: bool, client: Any, emulator: Any) -> tuple[BedrockTelemetry, Any]:
     emulator.reset()  # a cold prompt cache: each run writes first, then reads
-    telemetry = BedrockTelemetry()
-    if not sampled:
-        telemetry.tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
-    instrumentor = BedrockTokensInstrumentor()
-    instrumentor.instrument(tracer_provider=telemetry.tracer_provider,
-                            meter_provider=telemetry.meter_provider, prices=PRICED,
-                            request_metadata_keys="tenant")
-    try:
+    telemetry = _telemetry(sampled)
+    with _instrumented(telemetry, prices=PRICED, request_metadata_keys="tenant"):
         for _ in range(2):  # a cache write (1-hour TTL, priced apart), then a cache read
             client.invoke_model(modelId=CLAUDE, body=json.dumps(_CACHED_BODY),
                                 requestMetadata=json.dumps({"tenant": "acme"}))["body"].read()
         client.converse(modelId=CLAUDE, messages=converse_messages(),
                         requestMetadata={"tenant": "acme"})
-    finally:
-        instrumentor.uninstrument()
     writes = [r for r in emulator.requests if r.cache_write_tokens]
     assert len(writes) == 1  # the premise: the run's first call wrote the cache
     return telemetry, _points(telemetry)
@@ -207,19 +213,14 @@ def test_a_sampled_out_invoke_model_leaves_the_body_alone(
     """With the counts in the headers, the body only adds span attributes (finish reason,
     id, model): for a span nobody records it is not read, and the user gets botocore's
     own StreamingBody back. A recording span's call reads it (the replay is ours)."""
-    telemetry = BedrockTelemetry()
-    if not sampled:
-        telemetry.tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
-    instrumentor = BedrockTokensInstrumentor()
-    instrumentor.instrument(tracer_provider=telemetry.tracer_provider,
-                            meter_provider=telemetry.meter_provider)
+    telemetry = _telemetry(sampled)
     try:
-        result = bedrock_client.invoke_model(modelId=CLAUDE, body=body_for(CLAUDE))
-        body = result["body"]
-        assert (type(body) is StreamingBody) is not sampled
-        assert json.loads(body.read())["usage"]["input_tokens"] > 0
-        points = _points(telemetry)
-        assert any(name == names.METRIC_TOKEN_USAGE for name, _ in points)
+        with _instrumented(telemetry):
+            result = bedrock_client.invoke_model(modelId=CLAUDE, body=body_for(CLAUDE))
+            body = result["body"]
+            assert (type(body) is StreamingBody) is not sampled
+            assert json.loads(body.read())["usage"]["input_tokens"] > 0
+            points = _points(telemetry)
+            assert any(name == names.METRIC_TOKEN_USAGE for name, _ in points)
     finally:
-        instrumentor.uninstrument()
         telemetry.shutdown()
