@@ -652,21 +652,19 @@ class Handler:
         latency = to_count(headers.get(names.H_INVOCATION_LATENCY))
         if latency is not None:
             attrs[names.AWS_BEDROCK_INVOCATION_LATENCY] = latency
-        fields = families.FAMILIES.get(request.family, families.FAMILIES[UNKNOWN]).body
-        complete = (
-            usage is not None
-            and usage.input is not None
-            and (usage.output is not None or request.operation == names.OP_EMBEDDINGS)
-        )
-        if not complete or self._capture is not None:
-            return True
-        if usage is not None and usage.cache_write and self.extras.prices is not None:
+        if (
+            usage is None
+            or usage.input is None
+            or (usage.output is None and request.operation != names.OP_EMBEDDINGS)
+            or self._capture is not None
+        ):
+            return True  # counts the headers lack, or content
+        if usage.cache_write and self.extras.prices is not None:
             return True  # the cost of 5-minute and 1-hour writes may differ
-        return (
-            self.settings.parse_response_body
-            and bool(fields.finish or fields.response_id or fields.response_model)
-            and record.span.is_recording()
-        )
+        if not self.settings.parse_response_body or not record.span.is_recording():
+            return False
+        fields = families.FAMILIES.get(request.family, families.FAMILIES[UNKNOWN]).body
+        return bool(fields.finish or fields.response_id or fields.response_model)
 
     def settle_body(
         self, request: Request, record: CallRecord, pending: _Pending, data: Optional[bytes]
