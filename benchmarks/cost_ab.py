@@ -37,21 +37,14 @@ def main() -> int:
     parser.add_argument("--block", type=int, default=200)
     args = parser.parse_args()
 
-    import canned
     import worker
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from opentelemetry.instrumentation.bedrock_tokens import BedrockTokensInstrumentor
 
-    exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    (workload,) = [w for w in canned.NON_STREAMED if w.key == args.workload]
+    providers = configs.providers()
+    exporter = providers.exporter
+    tracer_provider, meter_provider = providers.tracer_provider, providers.meter_provider
+    (workload,) = worker.workloads([args.workload])
     instrumentor = BedrockTokensInstrumentor()
     modes: dict[str, Optional[dict[str, Any]]] = {
         "uninstrumented": None, "ours": {}, "ours+cost": dict(configs.COST_OPTIONS),

@@ -34,7 +34,6 @@ import configs  # noqa: E402  (benchmarks/ is on the path now)
 
 os.environ.update(configs.CONTENT_OFF_ENV)  # no credentials looked up, content off
 
-_STREAMS = {"invoke_stream": "InvokeModelWithResponseStream", "converse_stream": "ConverseStream"}
 
 
 def main() -> int:
@@ -44,7 +43,6 @@ def main() -> int:
     parser.add_argument("--block", type=int, default=50)
     args = parser.parse_args()
 
-    import canned
     import worker
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -62,11 +60,7 @@ def main() -> int:
     for provider in (sampled_in, sampled_out):
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    if args.workload in _STREAMS:
-        operation = _STREAMS[args.workload]
-        workload = canned.stream_workload(operation, canned.SHORT_EVENTS[operation])
-    else:
-        (workload,) = [w for w in canned.NON_STREAMED if w.key == args.workload]
+    (workload,) = worker.workloads([args.workload])
 
     floor.instrument(sampled_in, meter_provider)  # installs the floor's wrapper
     floors = {True: floor._floor, False: floor._Floor(sampled_out, meter_provider)}

@@ -17,7 +17,8 @@ They are the figure to optimise against between two ``run.py`` runs, not a repla
 Modes: ``baseline`` (nothing installed), ``floor`` (benchmarks/floor.py), ``ours``, ``ours+cost``
 (``configs.COST_OPTIONS``), ``ours+nochunk`` (``chunk_timing=False``), and each with ``-out``
 (the ALWAYS_OFF sampler). Workloads: any
-``canned.NON_STREAMED`` key, ``invoke_stream`` and ``converse_stream`` (the short streams).
+``canned.NON_STREAMED`` key, ``invoke_stream`` and ``converse_stream`` (the short streams; any
+key ``worker.workloads`` takes, ``invoke_stream@1000`` say).
 Needs valgrind (``apt-get install valgrind``).
 """
 
@@ -31,52 +32,33 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 HERE = Path(__file__).resolve().parent
 _ENV = {"PYTHONHASHSEED": "0"}  # the rest: configs.CONTENT_OFF_ENV, set by the child
-STREAMS = {"invoke_stream": "InvokeModelWithResponseStream", "converse_stream": "ConverseStream"}
 DEFAULT_WORKLOADS = "invoke_headers,invoke_body,converse,invoke_stream,converse_stream"
 DEFAULT_MODES = "baseline,floor,ours,floor-out,ours-out"
+# Modes named apart from their configs.BY_NAME configuration
+_CONFIGS = {"baseline": "uninstrumented", "ours+nochunk": "ours-no-chunk-timing"}
 
 
 def child(mode: str, key: str, calls: int) -> None:
     """Set up ``mode`` and make ``calls`` calls of workload ``key`` (run under valgrind)."""
     sys.path.insert(0, str(HERE))
-    import canned
     import configs
     import worker
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
-    import floor
-    from opentelemetry.instrumentation.bedrock_tokens import BedrockTokensInstrumentor
-
-    os.environ.update(configs.CONTENT_OFF_ENV)  # no credentials looked up, content off
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(sampler=ALWAYS_OFF) if mode.endswith("-out") else TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    if key in STREAMS:
-        workload = canned.stream_workload(STREAMS[key], canned.SHORT_EVENTS[STREAMS[key]])
-    else:
-        (workload,) = [w for w in canned.NON_STREAMED if w.key == key]
-    who = mode.removesuffix("-out")
-    if who == "floor":
-        floor.instrument(provider, meter_provider)
-    elif who in ("ours", "ours+cost", "ours+nochunk"):
-        options: dict[str, Any] = (
-            dict(configs.COST_OPTIONS) if who == "ours+cost"
-            else {"chunk_timing": False} if who == "ours+nochunk" else {}
-        )
-        BedrockTokensInstrumentor().instrument(
-            tracer_provider=provider, meter_provider=meter_provider, **options)
-    elif who != "baseline":
+    # A mode is a run.py configuration: the same set-up, the same options.
+    who, sampled_out = mode.removesuffix("-out"), mode.endswith("-out")
+    name = _CONFIGS.get(who, who)
+    if name not in configs.BY_NAME:
         raise SystemExit(f"unknown mode {mode}")
+    config = configs.BY_NAME[name]
+    os.environ.update(configs.CONTENT_OFF_ENV)  # no credentials looked up, content off
+    providers = configs.providers(sampled_out)
+    config.apply(providers, dict(config.options))
+    exporter = providers.exporter
+    (workload,) = worker.workloads([key])
     call = worker.in_process_call(workload)
     for i in range(calls):
         call()

@@ -194,7 +194,10 @@ def memory(call: Call, warm: Call, p: configs.Providers) -> dict[str, float]:
 
 
 # -- main -----------------------------------------------------------------------------------------
-def _workloads(keys: Sequence[str]) -> list[canned.Workload]:
+def workloads(keys: Sequence[str]) -> list[canned.Workload]:
+    """Workloads by key: a ``canned.NON_STREAMED`` key, ``invoke_stream@N`` /
+    ``converse_stream@N`` (a stream of N events; without ``@N``, the short stream of
+    ``canned.SHORT_EVENTS``), each optionally with the aiobotocore prefix."""
     found = []
     by_key = {w.key: w for w in canned.NON_STREAMED}
     for key in keys:
@@ -205,7 +208,7 @@ def _workloads(keys: Sequence[str]) -> list[canned.Workload]:
         else:
             short, _, events = base.partition("@")
             op = ("InvokeModelWithResponseStream" if short == "invoke_stream" else "ConverseStream")
-            w = canned.stream_workload(op, int(events))
+            w = canned.stream_workload(op, int(events) if events else canned.SHORT_EVENTS[op])
         if aio:
             w = canned.Workload(key, "aiobotocore " + w.title, w.operation, w.events)
         found.append(w)
@@ -245,9 +248,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             runs.append(pyperf.Benchmark([run]))
 
     if args.task == "probe":
-        out["probe"] = {w.key: probe(in_process_call(w), p) for w in _workloads(keys)}
+        out["probe"] = {w.key: probe(in_process_call(w), p) for w in workloads(keys)}
     elif args.task == "calls":
-        for w in _workloads(keys):
+        for w in workloads(keys):
             call = in_process_call(w)
             if w.events >= SEGMENTED:  # one stream, timed per segment of events
                 in_process_call(canned.stream_workload(w.operation, 100))()
@@ -268,7 +271,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             record(w.key, timings, loops, warm)
     elif args.task == "memory":
         out["memory"] = {}
-        for w in _workloads(keys):
+        for w in workloads(keys):
             short = canned.stream_workload(w.operation, 1000)
             out["memory"][w.key] = memory(in_process_call(w), in_process_call(short), p)
     else:
