@@ -349,6 +349,17 @@ class _Replay(io.RawIOBase):
         super().close()
 
 
+class _WholeReplay(io.BytesIO):
+    """Raw stream of an InvokeModel body that arrived whole: its bytes, read at C speed (what
+    the user reads through it is what urllib3 would have given: sized reads filled, then b"").
+    Closing it spends it as closing urllib3's response does: later reads give b"" (BytesIO's
+    own close would make them raise) and the bytes are let go."""
+
+    def close(self) -> None:
+        self.seek(0)
+        self.truncate()
+
+
 class _ReplayBody(StreamingBody):  # type: ignore[misc]
     """botocore's StreamingBody over a replay: the bytes are in memory, no socket is left to
     time out, so setting a socket timeout does nothing (as it harms nothing); a replay that
@@ -758,8 +769,10 @@ def _take_body(result: dict[str, Any]) -> Optional[bytes]:
     if over:
         result["body"] = _ReplayBody(_Replay(data, None, False, raw), body._content_length)
         return None
-    result["body"] = _ReplayBody(_Replay(data, error, whole_only), body._content_length)
     complete = error is None and (length is None or len(data) == length)
+    # the usual case, a body that arrived whole, needs none of _Replay's failure points
+    replay = _WholeReplay(data) if complete else _Replay(data, error, whole_only)
+    result["body"] = _ReplayBody(replay, body._content_length)
     return data if complete else None
 
 
