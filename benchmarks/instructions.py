@@ -14,6 +14,12 @@ about 0.1% (``PYTHONHASHSEED=0``), so a change of 1% is real.
 Instructions are a proxy, not time: a cache miss or a lock costs more than its instructions.
 They are the figure to optimise against between two ``run.py`` runs, not a replacement for it.
 
+A mode ending in ``@sdk`` (``ours@sdk``, ``floor-out@sdk``, ``openllmetry@sdk``) runs instead
+only the SDK work behind what one call of that mode emits (``sdk_child``): the span with its
+final attributes, made current and ended, and each metric measurement, replayed on fresh
+providers. That is what the telemetry itself costs, whoever emits it; the report subtracts it
+from the mode's added cost to give what its own code adds.
+
 Modes: ``baseline`` (nothing installed), ``floor`` (benchmarks/floor.py), ``ours``, ``ours+cost``
 (``configs.COST_OPTIONS``), ``ours+nochunk`` (``chunk_timing=False``), and each with ``-out``
 (the ALWAYS_OFF sampler). Workloads: any
@@ -32,7 +38,7 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 HERE = Path(__file__).resolve().parent
 _ENV = {"PYTHONHASHSEED": "0"}  # the rest: configs.CONTENT_OFF_ENV, set by the child
@@ -48,6 +54,8 @@ def child(mode: str, key: str, calls: int) -> None:
     import configs
     import worker
 
+    if mode.endswith(SDK_SUFFIX):
+        return sdk_child(mode.removesuffix(SDK_SUFFIX), key, calls)
     # A mode is a run.py configuration: the same set-up, the same options.
     who, sampled_out = mode.removesuffix("-out"), mode.endswith("-out")
     name = _CONFIGS.get(who, who)
@@ -62,6 +70,114 @@ def child(mode: str, key: str, calls: int) -> None:
     call = worker.in_process_call(workload)
     for i in range(calls):
         call()
+        if i % 50 == 0:
+            exporter.clear()
+
+
+SDK_SUFFIX = "@sdk"
+
+
+class _Point(NamedTuple):
+    scope: str
+    name: str
+    attributes: dict[str, Any]
+    count: int  # measurements of one call (histograms); sums: 1
+    value: float
+    histogram: bool
+
+
+def _capture(mode: str, key: str) -> tuple[Any, list[_Point], bool]:
+    """What one call of ``mode`` emits: its span (or None) and the SDK measurements behind
+    its metric points (synchronous instruments only: an observable counter costs nothing per
+    call). The second call is captured, after one warm-up call."""
+    import configs
+    import worker
+
+    who, sampled_out = mode.removesuffix("-out"), mode.endswith("-out")
+    config = configs.BY_NAME[_CONFIGS.get(who, who)]
+    os.environ.update(configs.CONTENT_OFF_ENV)
+    providers = configs.providers(False)  # the telemetry as a recording span would have it
+    config.apply(providers, dict(config.options))
+    (workload,) = worker.workloads([key])
+    call = worker.in_process_call(workload)
+
+    def points() -> dict[tuple[str, str, frozenset[Any]], Any]:
+        found = {}
+        data = providers.reader.get_metrics_data()
+        for resource in data.resource_metrics if data else ():
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    for point in metric.data.data_points:
+                        attrs = frozenset(dict(point.attributes).items())
+                        found[(scope.scope.name, metric.name, attrs)] = point
+        return found
+
+    call()
+    before = points()
+    providers.exporter.clear()
+    call()
+    after = points()
+    synchronous = {  # instrument names of synchronous counters (SDK internals, bench only)
+        (meter._instrumentation_scope.name, instrument.name)
+        for meter in providers.meter_provider._meters.values()
+        for instrument in meter._instrument_id_instrument.values()
+        if type(instrument).__name__ in ("_Counter", "_UpDownCounter", "Counter",
+                                         "UpDownCounter")
+    }
+    measured: list[_Point] = []
+    for (scope, name, attrs), point in after.items():
+        old = before.get((scope, name, attrs))
+        if hasattr(point, "bucket_counts"):
+            count = point.count - (old.count if old is not None else 0)
+            total = point.sum - (old.sum if old is not None else 0)
+            if count:
+                measured.append(_Point(scope, name, dict(attrs), count, total / count, True))
+        elif (scope, name) in synchronous:
+            value = point.value - (old.value if old is not None else 0)
+            if value:
+                measured.append(_Point(scope, name, dict(attrs), 1, value, False))
+    spans = providers.exporter.get_finished_spans()
+    return (spans[-1] if spans else None), measured, sampled_out
+
+
+def sdk_child(mode: str, key: str, calls: int) -> None:
+    """``calls`` times, only the SDK work behind what one call of ``mode`` emits: its span
+    started with all of its final attributes and ended, made current meanwhile, and each of
+    its metric measurements, on fresh providers like the benchmark's. A lower bound of what
+    that telemetry costs through the SDK (attributes set after start cost more than at
+    start), whoever emits it."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+    from opentelemetry.trace import SpanKind
+
+    from opentelemetry import context, trace
+
+    span, measured, sampled_out = _capture(mode, key)
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider(sampler=ALWAYS_OFF) if sampled_out else TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    tracer = tracer_provider.get_tracer("bench.sdk")
+    steps: list[tuple[Callable[..., Any], float, dict[str, Any]]] = []
+    for point in measured:
+        meter = meter_provider.get_meter(point.scope)
+        instrument = (meter.create_histogram if point.histogram else meter.create_counter)(
+            point.name)
+        steps.extend([(instrument.record if point.histogram else instrument.add,
+                       point.value, point.attributes)] * point.count)
+    name = span.name if span is not None else "chat"
+    attributes = dict(span.attributes) if span is not None else {}
+    for i in range(calls):
+        current = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        token = context.attach(trace.set_span_in_context(current))
+        context.detach(token)
+        for record, value, attrs in steps:
+            record(value, attrs)
+        current.end()
         if i % 50 == 0:
             exporter.clear()
 
@@ -119,14 +235,22 @@ def main() -> int:
         base = per_call["baseline"]
         print(f"{workload}:")
         added: dict[str, float] = {}
+        sdk: dict[str, float] = {}
         for mode, value in per_call.items():
             if value is None:
                 print(f"  {mode:<14} failed")
-                continue
-            line = f"  {mode:<14} {value / 1000:9.1f} k"
-            if mode != "baseline" and base is not None:
-                added[mode] = value - base
-                line += f"   added {added[mode] / 1000:8.1f} k"
+            elif mode.endswith(SDK_SUFFIX):  # no botocore call: all of it is telemetry
+                sdk[mode.removesuffix(SDK_SUFFIX)] = value
+            else:
+                line = f"  {mode:<14} {value / 1000:9.1f} k"
+                if mode != "baseline" and base is not None:
+                    added[mode] = value - base
+                    line += f"   added {added[mode] / 1000:8.1f} k"
+                print(line)
+        for who, value in sdk.items():
+            line = f"  {who:<14} its telemetry through the SDK alone {value / 1000:8.1f} k"
+            if who in added:
+                line += f", the rest (its own code) {(added[who] - value) / 1000:8.1f} k"
             print(line)
         for name in ("ours", "ours+nochunk"):
             for suffix, label in (("", "sampled in"), ("-out", "sampled out")):
