@@ -358,6 +358,25 @@ def test_body_behaves_as_without_instrumentation(
     assert len(bedrock_telemetry.spans()) == 1
 
 
+def test_body_as_context_manager_behaves_as_without_instrumentation(
+    bedrock_client: Any, bedrock_telemetry: Any
+) -> None:
+    """``with body as raw``: botocore hands over the raw stream and closes it on exit. The one
+    we put back reads, closes and reports itself closed as urllib3's response does (closed,
+    then b"" and still readable), not as a closed BytesIO (which raises)."""
+    model = "amazon.nova-micro-v1:0"
+    body = bedrock_client.invoke_model(modelId=model, body=body_for(model))["body"]
+    with body as raw:
+        data = raw.read(5) + raw.read()
+        assert not raw.closed
+    assert json.loads(data)
+    assert type(raw).__module__.startswith("opentelemetry")  # ours replays it
+    assert raw.closed
+    assert raw.read() == b"" and raw.read(3) == b""
+    assert raw.readable()
+    assert len(bedrock_telemetry.spans()) == 1
+
+
 def test_body_untouched_when_headers_suffice(
     instrument: Any, bedrock_client: Any, bedrock_telemetry: Any
 ) -> None:

@@ -353,11 +353,18 @@ class _WholeReplay(io.BytesIO):
     """Raw stream of an InvokeModel body that arrived whole: its bytes, read at C speed (what
     the user reads through it is what urllib3 would have given: sized reads filled, then b"").
     Closing it spends it as closing urllib3's response does: later reads give b"" (BytesIO's
-    own close would make them raise) and the bytes are let go."""
+    own close would make them raise), ``closed`` says so, and the bytes are let go."""
+
+    _spent = False
+
+    @property
+    def closed(self) -> bool:
+        return self._spent
 
     def close(self) -> None:
         self.seek(0)
         self.truncate()
+        self._spent = True
 
 
 class _ReplayBody(StreamingBody):  # type: ignore[misc]
