@@ -8,8 +8,10 @@ CPU time on a shared 2-core VM moves by tens of percent from minute to minute (`
 reports that spread); the number of instructions a call executes does not. Each (workload,
 mode) runs in its own process under ``valgrind --tool=callgrind`` twice, with ``--warm`` + 0
 and ``--warm`` + ``--calls`` calls; the difference of the two totals, divided by ``--calls``,
-is what one call executes, start-up and imports cancelled. Runs are deterministic to within
-about 0.1% (``PYTHONHASHSEED=0``), so a change of 1% is real.
+is what one call executes, start-up and imports cancelled (``PYTHONHASHSEED=0``). A run
+repeated at once agrees to about 0.1%; runs of the same code on different occasions have
+differed by up to 2% (the garbage collector runs at other points), so compare modes within
+one run, and treat differences of a few percent between runs as noise.
 
 Instructions are a proxy, not time: a cache miss or a lock costs more than its instructions.
 They are the figure to optimise against between two ``run.py`` runs, not a replacement for it.
