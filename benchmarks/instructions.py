@@ -50,30 +50,35 @@ DEFAULT_MODES = "baseline,floor,ours,floor-out,ours-out"
 _CONFIGS = {"baseline": "uninstrumented", "ours+nochunk": "ours-no-chunk-timing"}
 
 
-def child(mode: str, key: str, calls: int) -> None:
-    """Set up ``mode`` and make ``calls`` calls of workload ``key`` (run under valgrind)."""
+def _set_up(mode: str, key: str, recording: bool = False) -> tuple[Any, Callable[[], None], bool]:
+    """Mode ``mode`` installed, and one call of workload ``key``: (providers, call, whether
+    the mode is sampled out). A mode is a run.py configuration: the same set-up, the same
+    options. ``recording``: a recording tracer provider even for a sampled-out mode."""
     sys.path.insert(0, str(HERE))
     import configs
     import worker
 
-    if mode.endswith(SDK_SUFFIX):
-        return sdk_child(mode.removesuffix(SDK_SUFFIX), key, calls)
-    # A mode is a run.py configuration: the same set-up, the same options.
     who, sampled_out = mode.removesuffix("-out"), mode.endswith("-out")
     name = _CONFIGS.get(who, who)
     if name not in configs.BY_NAME:
         raise SystemExit(f"unknown mode {mode}")
     config = configs.BY_NAME[name]
     os.environ.update(configs.CONTENT_OFF_ENV)  # no credentials looked up, content off
-    providers = configs.providers(sampled_out)
+    providers = configs.providers(sampled_out and not recording)
     config.apply(providers, dict(config.options))
-    exporter = providers.exporter
     (workload,) = worker.workloads([key])
-    call = worker.in_process_call(workload)
+    return providers, worker.in_process_call(workload), sampled_out
+
+
+def child(mode: str, key: str, calls: int) -> None:
+    """Set up ``mode`` and make ``calls`` calls of workload ``key`` (run under valgrind)."""
+    if mode.endswith(SDK_SUFFIX):
+        return sdk_child(mode.removesuffix(SDK_SUFFIX), key, calls)
+    providers, call, _ = _set_up(mode, key)
     for i in range(calls):
         call()
         if i % 50 == 0:
-            exporter.clear()
+            providers.exporter.clear()
 
 
 SDK_SUFFIX = "@sdk"
@@ -92,16 +97,8 @@ def _capture(mode: str, key: str) -> tuple[Any, list[_Point], bool]:
     """What one call of ``mode`` emits: its span (or None) and the SDK measurements behind
     its metric points (synchronous instruments only: an observable counter costs nothing per
     call). The second call is captured, after one warm-up call."""
-    import configs
-    import worker
-
-    who, sampled_out = mode.removesuffix("-out"), mode.endswith("-out")
-    config = configs.BY_NAME[_CONFIGS.get(who, who)]
-    os.environ.update(configs.CONTENT_OFF_ENV)
-    providers = configs.providers(False)  # the telemetry as a recording span would have it
-    config.apply(providers, dict(config.options))
-    (workload,) = worker.workloads([key])
-    call = worker.in_process_call(workload)
+    # the telemetry as a recording span would have it
+    providers, call, sampled_out = _set_up(mode, key, recording=True)
 
     def points() -> dict[tuple[str, str, frozenset[Any]], Any]:
         found = {}
